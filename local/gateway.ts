@@ -1,0 +1,86 @@
+// The local API gateway on :54321, standing in for the platform's: it routes
+// /functions/v1/<name> to supabase/functions/<name>/handler.ts, verifying the JWT first where
+// config.toml says verify_jwt (the default), as the hosted platform does. Local only.
+import { parse as parseToml } from "npm:smol-toml@1.9.1";
+import { requireClaims } from "../supabase/functions/_shared/auth.ts";
+import { errorResponse, HttpError } from "../supabase/functions/_shared/errors.ts";
+import type { Handler } from "../supabase/functions/_shared/http.ts";
+
+type FunctionConfig = { enabled?: boolean; verify_jwt?: boolean };
+
+export interface GatewayOptions {
+  /** The folder holding one sub-folder per function (`supabase/functions`). */
+  functionsDir: string;
+  /** `supabase/config.toml`, for the `[functions.<name>]` blocks. */
+  configPath: string;
+}
+
+// Function slugs as the Supabase CLI accepts them; `_shared` and the like never match.
+const slugPattern = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+export async function createGateway(
+  { functionsDir, configPath }: GatewayOptions,
+): Promise<Handler> {
+  const config = parseToml(await Deno.readTextFile(configPath)) as {
+    functions?: Record<string, FunctionConfig>;
+  };
+  const handlers = new Map<string, Promise<Handler | undefined>>();
+
+  function loadHandler(name: string): Promise<Handler | undefined> {
+    if (!handlers.has(name)) {
+      const file = `${functionsDir}/${name}/handler.ts`;
+      handlers.set(
+        name,
+        Deno.stat(file).then(
+          async () => (await import(new URL(`file://${file}`).href)).handler as Handler,
+          () => undefined,
+        ),
+      );
+    }
+    return handlers.get(name)!;
+  }
+
+  return async (req) => {
+    try {
+      const { pathname } = new URL(req.url);
+      const match = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(pathname);
+      if (!match) throw new HttpError(404, "not_found", `Nothing is served at ${pathname}.`);
+      const name = match[1];
+      const settings = config.functions?.[name] ?? {};
+      const handler = slugPattern.test(name) && settings.enabled !== false
+        ? await loadHandler(name)
+        : undefined;
+      if (!handler) throw new HttpError(404, "not_found", `There is no function named "${name}".`);
+      // The platform lets CORS preflights through without a token.
+      if (settings.verify_jwt !== false && req.method !== "OPTIONS") await requireClaims(req);
+      const headers = new Headers(req.headers);
+      if (!headers.has("x-forwarded-proto")) headers.set("x-forwarded-proto", "https");
+      // A new request rather than a copy of `req`: copying would read `req.signal`, which
+      // Deno.serve still aborts on success (legacy behaviour) and warns about.
+      const body = req.method === "GET" || req.method === "HEAD" ? null : req.body;
+      return await handler(new Request(req.url, { method: req.method, headers, body }));
+    } catch (error) {
+      if (error instanceof HttpError) return errorResponse(error);
+      console.error(error);
+      return errorResponse(new HttpError(500, "internal_error", "The gateway failed."));
+    }
+  };
+}
+
+/** Serves `handler` on 127.0.0.1:`port`, logging one line per request. */
+export function serveGateway(
+  handler: Handler,
+  port: number,
+  log: (line: string) => void = console.log,
+): Deno.HttpServer {
+  return Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, async (req) => {
+    const started = performance.now();
+    const response = await handler(req);
+    const { pathname, search } = new URL(req.url);
+    const ms = (performance.now() - started).toFixed(1);
+    log(
+      `${new Date().toISOString()} ${req.method} ${pathname}${search} ${response.status} ${ms}ms`,
+    );
+    return response;
+  });
+}

@@ -1,0 +1,164 @@
+// PostgreSQL 15 from the system packages, in a cluster of our own: the Docker-free stand-in
+// for the database `supabase start` runs. Local only.
+import { existsSync } from "node:fs";
+
+const pgBin = "/usr/lib/postgresql/15/bin";
+export const isRoot = Deno.uid() === 0;
+
+// The server, pgTAP, and pg_prove (which `supabase test db` would run in a container).
+const packages = [
+  { name: "postgresql-15", file: `${pgBin}/initdb` },
+  { name: "postgresql-15-pgtap", file: "/usr/share/postgresql/15/extension/pgtap.control" },
+  { name: "libtap-parser-sourcehandler-pgtap-perl", file: "/usr/bin/pg_prove" },
+];
+
+export interface Cluster {
+  /** Folder owned by the server's user, holding `data/` and `postgres.log`. */
+  dir: string;
+  dataDir: string;
+  logFile: string;
+  port: number;
+  url: string;
+  /** Extra server settings (`-c name=value`). */
+  settings: Record<string, string>;
+}
+
+export function cluster(dir: string, port: number, settings: Record<string, string> = {}): Cluster {
+  return {
+    dir,
+    dataDir: `${dir}/data`,
+    logFile: `${dir}/postgres.log`,
+    port,
+    url: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`,
+    settings,
+  };
+}
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command; as root, server-side commands run as the `postgres` OS user. */
+export async function run(
+  command: string,
+  args: string[],
+  { asServerUser = false, env = {} }: { asServerUser?: boolean; env?: Record<string, string> } = {},
+): Promise<RunResult> {
+  const [cmd, argv] = asServerUser && isRoot
+    ? ["runuser", ["-u", "postgres", "--", command, ...args]]
+    : [command, args];
+  const output = await new Deno.Command(cmd, { args: argv, env, stdin: "null" }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+async function mustRun(command: string, args: string[], options?: Parameters<typeof run>[2]) {
+  const result = await run(command, args, options);
+  if (result.code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed:\n${result.stdout}${result.stderr}`);
+  }
+  return result;
+}
+
+/** Installs the missing system packages with apt-get as root; otherwise says what to install. */
+export async function ensurePackages(): Promise<void> {
+  const missing = packages.filter((p) => !existsSync(p.file)).map((p) => p.name);
+  if (missing.length === 0) return;
+  if (!isRoot) {
+    throw new Error(
+      `Missing system packages. Install them with:\n  sudo apt-get install -y ${missing.join(" ")}`,
+    );
+  }
+  console.log(`Installing ${missing.join(", ")} with apt-get...`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const install = ["install", "-y", "-q", "--no-install-recommends", ...missing];
+  if ((await run("apt-get", install, { env })).code !== 0) {
+    await mustRun("apt-get", ["update", "-q"], { env });
+    await mustRun("apt-get", install, { env });
+  }
+}
+
+/** The `postgres` OS user must own the cluster's folder when we are root. */
+async function giveToServerUser(path: string): Promise<void> {
+  if (isRoot) await mustRun("chown", ["-R", "postgres:postgres", path]);
+}
+
+/** Creates the cluster (user postgres, password postgres over TCP) unless it exists. */
+export async function ensureCluster(c: Cluster): Promise<boolean> {
+  if (existsSync(`${c.dataDir}/PG_VERSION`)) return false;
+  await Deno.mkdir(c.dir, { recursive: true });
+  const pwfile = `${c.dir}/.pwfile`;
+  await Deno.writeTextFile(pwfile, "postgres\n");
+  await giveToServerUser(c.dir);
+  try {
+    await mustRun(`${pgBin}/initdb`, [
+      "-D",
+      c.dataDir,
+      "-U",
+      "postgres",
+      `--pwfile=${pwfile}`,
+      "--auth-host=scram-sha-256",
+      "--auth-local=trust",
+      "--encoding=UTF8",
+      "--locale=C.UTF-8",
+    ], { asServerUser: true });
+  } finally {
+    await Deno.remove(pwfile);
+  }
+  return true;
+}
+
+export async function isRunning(c: Cluster): Promise<boolean> {
+  return (await run(`${pgBin}/pg_ctl`, ["status", "-D", c.dataDir], { asServerUser: true }))
+    .code === 0;
+}
+
+export async function startCluster(c: Cluster): Promise<void> {
+  const settings: Record<string, string> = {
+    listen_addresses: "127.0.0.1",
+    unix_socket_directories: c.dataDir,
+    timezone: "UTC",
+    log_timezone: "UTC",
+    ...c.settings,
+  };
+  const options = [`-p ${c.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}='${v}'`)];
+  await mustRun(`${pgBin}/pg_ctl`, [
+    "start",
+    "-D",
+    c.dataDir,
+    "-l",
+    c.logFile,
+    "-w",
+    "-t",
+    "60",
+    "-o",
+    options.join(" "),
+  ], { asServerUser: true });
+}
+
+export async function stopCluster(c: Cluster): Promise<void> {
+  await mustRun(`${pgBin}/pg_ctl`, ["stop", "-D", c.dataDir, "-m", "fast", "-w"], {
+    asServerUser: true,
+  });
+}
+
+/** Runs a SQL file with psql, stopping at the first error. */
+export async function psqlFile(c: Cluster, file: string): Promise<void> {
+  await mustRun(`${pgBin}/psql`, [c.url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", file], {
+    env: { PGOPTIONS: "-c client_min_messages=warning" },
+  });
+}
+
+/** Fails with a message naming the port when something already listens on it. */
+export function assertPortFree(port: number, what: string): void {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    throw new Error(
+      `Port ${port} (${what}) is already in use. If a WhatsSound stack is running, \`npm stop\` stops it.`,
+    );
+  }
+}

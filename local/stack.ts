@@ -1,0 +1,162 @@
+// `npm start` / `npm stop`: the Docker-free local Supabase stack (API.md §1). Postgres with the
+// platform bootstrap, migrations through the real Supabase CLI, and the gateway serving the
+// Edge Functions on :54321. Local only: nothing here is deployed.
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { closeDb, db } from "../supabase/functions/_shared/db.ts";
+import { createGateway, serveGateway } from "./gateway.ts";
+import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
+import {
+  assertPortFree,
+  type Cluster,
+  cluster,
+  ensureCluster,
+  ensurePackages,
+  isRoot,
+  isRunning,
+  psqlFile,
+  run,
+  startCluster,
+  stopCluster,
+} from "./postgres.ts";
+
+export const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const pidFile = `${root}/.local/stack.pid`;
+
+/**
+ * Where the development cluster lives. As root the server runs as the `postgres` OS user, who
+ * may not be able to enter the clone's folder (CI clones below /root), so the data goes to a
+ * folder of its own keyed by the clone's path; otherwise to the git-ignored `.local/`.
+ */
+function devClusterDir(): string {
+  if (!isRoot) return `${root}/.local/postgres`;
+  const key = createHash("sha256").update(root).digest("hex").slice(0, 12);
+  return `/var/lib/postgresql/whatssound/${key}`;
+}
+
+/**
+ * Brings a cluster to the state hosted Supabase would be in after `supabase db push`:
+ * running, bootstrapped (local/platform-bootstrap.sql), with every migration and the seed.
+ * Returns whether this call started the server.
+ */
+export async function prepareDatabase(c: Cluster): Promise<boolean> {
+  await ensurePackages();
+  if (await ensureCluster(c)) console.log(`Created a database cluster in ${c.dataDir}`);
+  let started = false;
+  if (!(await isRunning(c))) {
+    assertPortFree(c.port, "Postgres");
+    await startCluster(c);
+    started = true;
+  }
+  await psqlFile(c, `${root}/local/platform-bootstrap.sql`);
+  const push = await run(`${root}/node_modules/.bin/supabase`, [
+    "db",
+    "push",
+    "--db-url",
+    `${c.url}?sslmode=disable`,
+    "--include-seed",
+    "--yes",
+    "--workdir",
+    root,
+  ]);
+  if (push.code !== 0) throw new Error(`supabase db push failed:\n${push.stdout}${push.stderr}`);
+  console.log((push.stderr + push.stdout).trim());
+  return started;
+}
+
+/** The environment a deployed function gets, pointing at this stack. */
+export function setFunctionEnv(apiUrl: string, dbUrl: string): void {
+  Deno.env.set("SUPABASE_URL", apiUrl);
+  Deno.env.set("SUPABASE_ANON_KEY", anonKey);
+  Deno.env.set("SUPABASE_SERVICE_ROLE_KEY", serviceRoleKey);
+  Deno.env.set("SUPABASE_DB_URL", dbUrl);
+  Deno.env.set("JWT_SECRET", jwtSecret);
+}
+
+export async function startGateway(port: number, log?: (line: string) => void) {
+  const handler = await createGateway({
+    functionsDir: `${root}/supabase/functions`,
+    configPath: `${root}/supabase/config.toml`,
+  });
+  return serveGateway(handler, port, log);
+}
+
+async function start(): Promise<void> {
+  const apiPort = 54321;
+  const c = cluster(devClusterDir(), 54322);
+  assertPortFree(apiPort, "API gateway");
+  const startedPostgres = await prepareDatabase(c);
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  setFunctionEnv(apiUrl, c.url);
+  const server = await startGateway(apiPort);
+  await Deno.mkdir(`${root}/.local`, { recursive: true });
+  await Deno.writeTextFile(pidFile, String(Deno.pid));
+  // Realtime creates tomorrow's partitions of realtime.messages when it connects; keep doing
+  // that while the stack runs for days.
+  const partitions = setInterval(() => {
+    db()`select realtime.create_local_partitions()`.catch((e) => console.error(e));
+  }, 3_600_000);
+
+  console.log(`
+Started the WhatsSound local stack (Ctrl-C stops it).
+
+         API URL: ${apiUrl}
+   Functions URL: ${apiUrl}/functions/v1
+          DB URL: ${c.url}
+  Database files: ${c.dataDir}
+      JWT secret: ${jwtSecret}
+        anon key: ${anonKey}
+service_role key: ${serviceRoleKey}
+`);
+
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    console.log("Stopping...");
+    clearInterval(partitions);
+    await server.shutdown();
+    await closeDb();
+    if (startedPostgres) await stopCluster(c);
+    await Deno.remove(pidFile).catch(() => {});
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+}
+
+/** Stops a stack left running: the `npm start` process, then its database if still up. */
+async function stop(): Promise<void> {
+  let stopped = false;
+  if (existsSync(pidFile)) {
+    const pid = Number(await Deno.readTextFile(pidFile));
+    try {
+      Deno.kill(pid, "SIGTERM");
+      stopped = true;
+      for (let i = 0; i < 150 && existsSync(pidFile); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } catch {
+      // The process is gone already; its pid file is stale.
+    }
+    await Deno.remove(pidFile).catch(() => {});
+  }
+  const c = cluster(devClusterDir(), 54322);
+  if (existsSync(`${c.dataDir}/PG_VERSION`) && await isRunning(c)) {
+    await stopCluster(c);
+    stopped = true;
+  }
+  console.log(stopped ? "Stopped the local stack." : "The local stack is not running.");
+}
+
+if (import.meta.main) {
+  const command = Deno.args[0];
+  try {
+    if (command === "start") await start();
+    else if (command === "stop") await stop();
+    else throw new Error("usage: stack.ts start|stop");
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    Deno.exit(1);
+  }
+}

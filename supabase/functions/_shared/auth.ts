@@ -1,0 +1,102 @@
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  type JWTPayload,
+  jwtVerify,
+} from "npm:jose@6.2.18";
+import { HttpError } from "./errors.ts";
+
+/** The database roles a Supabase JWT may carry; anything else is refused. */
+export type ApiRole = "anon" | "authenticated" | "service_role";
+const apiRoles = new Set<string>(["anon", "authenticated", "service_role"]);
+
+/** Verified claims, as Supabase Auth issues them (anon/service keys carry only `role`). */
+export type Claims = JWTPayload & {
+  role: ApiRole;
+  sub?: string;
+  is_anonymous?: boolean;
+  [claim: string]: unknown;
+};
+
+const asymmetricAlgorithms = ["RS256", "ES256", "EdDSA"];
+let jwks: ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet> | undefined;
+
+// Asymmetric signing keys: SUPABASE_JWKS when given (the CLI injects it locally), otherwise the
+// project's published set, fetched once and cached by jose.
+function signingKeys() {
+  if (!jwks) {
+    const inline = Deno.env.get("SUPABASE_JWKS");
+    const projectUrl = Deno.env.get("SUPABASE_URL");
+    if (inline) jwks = createLocalJWKSet(JSON.parse(inline));
+    else if (projectUrl) {
+      jwks = createRemoteJWKSet(new URL("/auth/v1/.well-known/jwks.json", projectUrl));
+    } else throw invalidToken("No JWKS is configured for asymmetric tokens.");
+  }
+  return jwks;
+}
+
+function invalidToken(message: string): HttpError {
+  return new HttpError(401, "invalid_token", message);
+}
+
+/**
+ * Verifies a Supabase JWT: HS256 with the legacy secret (JWT_SECRET), or RS256/ES256/EdDSA
+ * against the project's JWKS. `alg: none`, bad signatures, expired tokens, tokens without
+ * `exp` and roles other than the API roles are refused with 401 `invalid_token`.
+ */
+export async function verifyJwt(token: string): Promise<Claims> {
+  let alg: string | undefined;
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    throw invalidToken("The token is not a JWT.");
+  }
+  let payload: JWTPayload;
+  try {
+    if (alg === "HS256") {
+      const secret = Deno.env.get("JWT_SECRET");
+      if (!secret) throw invalidToken("HS256 tokens are not accepted: JWT_SECRET is not set.");
+      ({ payload } = await jwtVerify(token, new TextEncoder().encode(secret), {
+        algorithms: ["HS256"],
+        requiredClaims: ["exp"],
+      }));
+    } else if (alg && asymmetricAlgorithms.includes(alg)) {
+      ({ payload } = await jwtVerify(token, signingKeys(), {
+        algorithms: asymmetricAlgorithms,
+        requiredClaims: ["exp"],
+      }));
+    } else {
+      throw invalidToken(`Tokens signed with alg "${alg}" are not accepted.`);
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    const reason = (error as { code?: string }).code === "ERR_JWT_EXPIRED"
+      ? "The token has expired."
+      : "The token could not be verified.";
+    throw invalidToken(reason);
+  }
+  if (typeof payload.role !== "string" || !apiRoles.has(payload.role)) {
+    throw invalidToken("The token's role must be anon, authenticated or service_role.");
+  }
+  return payload as Claims;
+}
+
+/** The bearer token of a request, or 401 `not_authenticated` when there is none. */
+export function bearerToken(req: Request): string {
+  const header = req.headers.get("authorization") ?? "";
+  const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
+  if (!match) {
+    throw new HttpError(
+      401,
+      "not_authenticated",
+      "An Authorization: Bearer <jwt> header is required.",
+    );
+  }
+  return match[1];
+}
+
+/** The verified claims of the caller. */
+export function requireClaims(req: Request): Promise<Claims> {
+  return verifyJwt(bearerToken(req));
+}

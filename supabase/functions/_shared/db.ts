@@ -1,0 +1,82 @@
+import postgres from "npm:postgres@3.4.9";
+import type { Claims } from "./auth.ts";
+import { HttpError } from "./errors.ts";
+
+export type Sql = postgres.Sql;
+export type Tx = postgres.TransactionSql;
+
+let pool: Sql | undefined;
+
+/**
+ * The process-wide connection pool to SUPABASE_DB_URL. `prepare: false` because hosted
+ * functions reach Postgres through Supavisor's transaction pooler, which cannot keep
+ * prepared statements. The connection runs as `postgres`: use `asCaller` for user work.
+ */
+export function db(): Sql {
+  if (!pool) {
+    const url = Deno.env.get("SUPABASE_DB_URL");
+    if (!url) throw new Error("SUPABASE_DB_URL is not set");
+    pool = postgres(url, {
+      prepare: false,
+      max: Number(Deno.env.get("DB_POOL_MAX") ?? 10),
+      connect_timeout: 5,
+      idle_timeout: 30,
+      onnotice: () => {},
+    });
+  }
+  return pool;
+}
+
+/** Closes the pool (tests and the local gateway on shutdown). */
+export async function closeDb(): Promise<void> {
+  const open = pool;
+  pool = undefined;
+  await open?.end({ timeout: 1 });
+}
+
+/**
+ * Runs `work` in a transaction as the caller, the way PostgREST and Realtime do: the JWT's role
+ * and claims are set transaction-locally, so RLS, `auth.uid()` and `auth.jwt()` apply.
+ */
+export function asCaller<T>(claims: Claims, work: (tx: Tx) => Promise<T>): Promise<T> {
+  return db().begin(async (tx) => {
+    await tx`select set_config('role', ${claims.role}, true),
+                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
+    return await work(tx);
+  }) as Promise<T>;
+}
+
+// Connection failures (the database is down, restarting or full) as postgres.js and Postgres
+// report them: these become 503 `unavailable`, never a 500.
+const unreachableCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+]);
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = String((error as { code?: unknown }).code ?? "");
+  return unreachableCodes.has(code) || code.startsWith("08") ||
+    error.name === "ConnectionRefused" || error.message.includes("Connection refused");
+}
+
+export function databaseUnavailable(): HttpError {
+  return new HttpError(
+    503,
+    "unavailable",
+    "The database cannot be reached; try again shortly.",
+    undefined,
+    {
+      "Retry-After": "5",
+    },
+  );
+}

@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { HttpError } from "./errors.ts";
+import { handle, json, readJson } from "./http.ts";
+
+const handler = handle({
+  GET: () => Promise.resolve(json(200, { ok: true })),
+  POST: async (req) => {
+    const body = await readJson(req, 64) as { fail?: string };
+    if (body.fail === "http") throw new HttpError(403, "not_host", "Only the host may do this.");
+    if (body.fail === "bug") throw new Error("secret internals");
+    if (body.fail === "db") {
+      throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+    }
+    return json(202, body);
+  },
+});
+
+function post(body: BodyInit, headers: Record<string, string> = {}) {
+  return handler(new Request("http://x/f", { method: "POST", body, headers }));
+}
+
+Deno.test("OPTIONS answers the CORS preflight", async () => {
+  const response = await handler(new Request("http://x/f", { method: "OPTIONS" }));
+  assert.equal(response.status, 204);
+  assert.equal(response.headers.get("access-control-allow-origin"), "*");
+  assert.match(response.headers.get("access-control-allow-headers")!, /authorization/);
+});
+
+Deno.test("an unsupported method is 405 method_not_allowed with Allow", async () => {
+  const response = await handler(new Request("http://x/f", { method: "DELETE" }));
+  assert.equal(response.status, 405);
+  assert.equal(response.headers.get("allow"), "OPTIONS, GET, POST");
+  assert.equal((await response.json()).error.code, "method_not_allowed");
+});
+
+Deno.test("HttpError becomes the contract's error body with CORS", async () => {
+  const response = await post(JSON.stringify({ fail: "http" }));
+  assert.equal(response.status, 403);
+  assert.equal(response.headers.get("access-control-allow-origin"), "*");
+  assert.deepEqual(await response.json(), {
+    error: { code: "not_host", message: "Only the host may do this." },
+  });
+});
+
+Deno.test("an unexpected error is 500 internal_error without internals", async () => {
+  const quiet = console.error;
+  console.error = () => {};
+  try {
+    const response = await post(JSON.stringify({ fail: "bug" }));
+    assert.equal(response.status, 500);
+    const text = await response.text();
+    assert.equal(JSON.parse(text).error.code, "internal_error");
+    assert.doesNotMatch(text, /secret internals/);
+  } finally {
+    console.error = quiet;
+  }
+});
+
+Deno.test("an unreachable database is 503 unavailable with Retry-After", async () => {
+  const response = await post(JSON.stringify({ fail: "db" }));
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("retry-after"), "5");
+  assert.equal((await response.json()).error.code, "unavailable");
+});
+
+Deno.test("readJson: malformed JSON and invalid UTF-8 are 400 invalid_request", async () => {
+  for (const body of ["{nope", "", new Uint8Array([0x7b, 0xff, 0x7d])]) {
+    const response = await post(body);
+    assert.equal(response.status, 400);
+    assert.equal((await response.json()).error.code, "invalid_request");
+  }
+});
+
+Deno.test("readJson: bodies over the limit are 413, by header or by streamed size", async () => {
+  const big = JSON.stringify({ pad: "x".repeat(100) });
+  const declared = await post(big);
+  assert.equal(declared.status, 413);
+  assert.equal((await declared.json()).error.code, "payload_too_large");
+  // A stream has no Content-Length: the limit must hold while reading.
+  const stream = new Blob([big]).stream();
+  const streamed = await handler(new Request("http://x/f", { method: "POST", body: stream }));
+  assert.equal(streamed.status, 413);
+  assert.equal((await streamed.json()).error.code, "payload_too_large");
+});
+
+Deno.test("readJson: a body within the limit is parsed", async () => {
+  const response = await post(JSON.stringify({ hello: "world" }));
+  assert.equal(response.status, 202);
+  assert.deepEqual(await response.json(), { hello: "world" });
+});
