@@ -8,10 +8,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const scripts = { start: "local/stack.ts", stop: "local/stack.ts", test: "local/test.ts" };
-const command = process.argv[2];
-if (!(command in scripts)) {
-  console.error(`usage: node local/run.mjs ${Object.keys(scripts).join("|")}`);
+const commands = {
+  start: () => ["local/stack.ts", "start"],
+  stop: () => ["local/stack.ts", "stop"],
+  reset: () => ["local/stack.ts", "reset"],
+  test: () => ["local/test.ts"],
+  // `npm run bench -- <name>` runs bench/<name>.ts.
+  bench: (name, ...args) => [`bench/${name}.ts`, ...args],
+};
+const [command, ...rest] = process.argv.slice(2);
+if (!(command in commands) || (command === "bench" && !rest[0])) {
+  console.error("usage: node local/run.mjs start|stop|reset|test|bench <name>");
   process.exit(2);
 }
 
@@ -29,7 +36,7 @@ if (!installed) {
 
 // Signals are passed on so the Deno child can stop what it started; its exit code is ours.
 const deno = join(root, "node_modules", ".bin", "deno");
-const args = ["run", "--allow-all", scripts[command], command, ...process.argv.slice(3)];
+const args = ["run", "--allow-all", ...commands[command](...rest)];
 const child = spawn(deno, args, { cwd: root, stdio: "inherit" });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

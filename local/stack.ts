@@ -149,12 +149,20 @@ async function stop(): Promise<void> {
   console.log(stopped ? "Stopped the local stack." : "The local stack is not running.");
 }
 
+/** Stops the stack and deletes its database, so the next start creates it anew (and seeds it). */
+async function reset(): Promise<void> {
+  await stop();
+  await Deno.remove(devClusterDir(), { recursive: true }).catch(() => {});
+  console.log("Deleted the local database; `npm start` creates and seeds a new one.");
+}
+
 if (import.meta.main) {
   const command = Deno.args[0];
   try {
     if (command === "start") await start();
     else if (command === "stop") await stop();
-    else throw new Error("usage: stack.ts start|stop");
+    else if (command === "reset") await reset();
+    else throw new Error("usage: stack.ts start|stop|reset");
   } catch (error) {
     console.error(`error: ${error instanceof Error ? error.message : error}`);
     Deno.exit(1);

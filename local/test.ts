@@ -2,10 +2,9 @@
 // running `npm start` and the developer's data are never touched), then every runner: pgTAP with
 // pg_prove, the Deno tests (functions, tooling, end to end through the gateway), and last the
 // database-outage test, which stops the database. Ends with `N passed, M failed`.
-import { closeDb } from "../supabase/functions/_shared/db.ts";
-import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
-import { cluster, isRunning, run, stopCluster } from "./postgres.ts";
-import { prepareDatabase, root, setFunctionEnv, startGateway } from "./stack.ts";
+import { run } from "./postgres.ts";
+import { root } from "./stack.ts";
+import { withThrowawayStack } from "./throwaway.ts";
 
 const apiPort = Number(Deno.env.get("TEST_API_PORT") ?? 54331);
 const dbPort = Number(Deno.env.get("TEST_DB_PORT") ?? 54332);
@@ -56,44 +55,16 @@ async function denoTest(args: string[], env: Record<string, string>): Promise<Ta
 }
 
 async function main(): Promise<number> {
-  const dir = await Deno.makeTempDir({ prefix: "whatssound-test-" });
-  // Durability is not under test here; a faster throw-away cluster is.
-  const c = cluster(dir, dbPort, {
-    fsync: "off",
-    synchronous_commit: "off",
-    full_page_writes: "off",
-  });
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const logFile = `${dir}/gateway.log`;
-  let server: Deno.HttpServer | undefined;
   const tallies: Tally[] = [];
   try {
-    await prepareDatabase(c);
-    setFunctionEnv(apiUrl, c.url);
-    server = await startGateway(
-      apiPort,
-      (line) => Deno.writeTextFileSync(logFile, line + "\n", { append: true }),
-    );
-    const env = {
-      SUPABASE_URL: apiUrl,
-      SUPABASE_ANON_KEY: anonKey,
-      SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
-      SUPABASE_DB_URL: c.url,
-      JWT_SECRET: jwtSecret,
-      TEST_CLUSTER_DIR: dir,
-      TEST_DB_PORT: String(dbPort),
-    };
-    tallies.push(await pgProve(c.url));
-    tallies.push(await denoTest(["--ignore=" + outageTest, "supabase/functions", "local"], env));
-    tallies.push(await denoTest([outageTest], env));
+    await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ dbUrl, env }) => {
+      tallies.push(await pgProve(dbUrl));
+      tallies.push(await denoTest(["--ignore=" + outageTest, "supabase/functions", "local"], env));
+      tallies.push(await denoTest([outageTest], env));
+    });
   } catch (error) {
     console.error(error);
     tallies.push({ passed: 0, failed: 1 });
-  } finally {
-    await server?.shutdown();
-    await closeDb();
-    if (await isRunning(c).catch(() => false)) await stopCluster(c);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   const passed = tallies.reduce((n, t) => n + t.passed, 0);
   const failed = tallies.reduce((n, t) => n + t.failed, 0);

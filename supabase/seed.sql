@@ -12,3 +12,45 @@ values
    '{"provider": "email", "providers": ["email"]}', 'authenticated', 'authenticated', false),
   ('5e1ec7ed-0000-4000-8000-000000000004', null, '{}', '{}', 'authenticated', 'authenticated', true)
 on conflict (id) do nothing;
+
+-- Songs.
+insert into public.songs (id, title, artist, duration_ms) values
+  ('5e1ec7ed-0000-4000-8000-00000000a001', 'Bailando en la azotea', 'Los Vecinos', 214000),
+  ('5e1ec7ed-0000-4000-8000-00000000a002', 'Midnight Tram', 'Harbour Lights', 187500),
+  ('5e1ec7ed-0000-4000-8000-00000000a003', 'Café con sal', 'Marea Baja', 242000),
+  ('5e1ec7ed-0000-4000-8000-00000000a004', 'Low Orbit', 'Static Garden', 301000)
+on conflict (id) do nothing;
+
+-- A public room (the anonymous user listens in) and a private one. Creating a room makes its
+-- host a member with role `host` (trigger), so only the others are added here.
+insert into public.rooms (id, name, host_id, visibility) values
+  ('5e1ec7ed-0000-4000-8000-00000000b001', 'Sunday vinyl', '5e1ec7ed-0000-4000-8000-000000000001', 'public'),
+  ('5e1ec7ed-0000-4000-8000-00000000b002', 'Friends only', '5e1ec7ed-0000-4000-8000-000000000001', 'private')
+on conflict (id) do nothing;
+
+insert into public.room_members (room_id, user_id, role) values
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000002', 'dj'),
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000003', 'listener'),
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000004', 'listener'),
+  ('5e1ec7ed-0000-4000-8000-00000000b002', '5e1ec7ed-0000-4000-8000-000000000003', 'listener')
+on conflict (room_id, user_id) do nothing;
+
+insert into public.messages (room_id, user_id, client_id, body) values
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000001', 'seed-1', 'Welcome! First record coming up.'),
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000003', 'seed-2', '¡Qué buena esta!'),
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000002', 'seed-3', 'Next one is a deep cut.')
+on conflict (room_id, client_id) do nothing;
+
+insert into public.play_history (room_id, song_id, played_at)
+select '5e1ec7ed-0000-4000-8000-00000000b001', s.song_id, s.played_at
+from (values
+  ('5e1ec7ed-0000-4000-8000-00000000a001'::uuid, now() - interval '9 minutes'),
+  ('5e1ec7ed-0000-4000-8000-00000000a002'::uuid, now() - interval '5 minutes')
+) as s (song_id, played_at)
+where not exists (
+  select 1 from public.play_history h where h.room_id = '5e1ec7ed-0000-4000-8000-00000000b001'
+);
+
+insert into public.playback_state (room_id, song_id, position_ms, is_playing, seq, updated_at)
+values ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-00000000a002', 61000, true, 1, now())
+on conflict (room_id) do nothing;

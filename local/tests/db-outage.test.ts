@@ -2,12 +2,13 @@
 import assert from "node:assert/strict";
 import { anonKey } from "../keys.ts";
 import { cluster, startCluster, stopCluster } from "../postgres.ts";
+import { throwawaySettings } from "../throwaway.ts";
 
 const apiUrl = Deno.env.get("SUPABASE_URL")!;
 const testCluster = cluster(
   Deno.env.get("TEST_CLUSTER_DIR")!,
   Number(Deno.env.get("TEST_DB_PORT")),
-  { fsync: "off" },
+  throwawaySettings,
 );
 
 async function health() {

@@ -1,0 +1,29 @@
+// Shared by the benchmarks: timing summaries and the results file. Benchmarks print and write
+// their figures; they never assert them.
+export interface Timing {
+  count: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+}
+
+export function summarize(samplesMs: number[]): Timing {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+  const round = (ms: number) => Math.round(ms * 1000) / 1000;
+  return {
+    count: sorted.length,
+    p50_ms: round(at(0.5)),
+    p99_ms: round(at(0.99)),
+    max_ms: round(at(1)),
+  };
+}
+
+/** Writes bench/results/<name>.json (git-ignored) and says where. */
+export async function writeResults(name: string, results: unknown): Promise<void> {
+  const dir = new URL("./results/", import.meta.url);
+  await Deno.mkdir(dir, { recursive: true });
+  const file = new URL(`${name}.json`, dir);
+  await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
+  console.log(`Results written to ${file.pathname}`);
+}

@@ -1,0 +1,60 @@
+// A stack that exists for one run (tests, benchmarks): its own cluster in a temporary folder and
+// its own ports, so the data of `npm start` is never touched. Removed afterwards.
+import { closeDb } from "../supabase/functions/_shared/db.ts";
+import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
+import { type Cluster, cluster, isRunning, stopCluster } from "./postgres.ts";
+import { prepareDatabase, setFunctionEnv, startGateway } from "./stack.ts";
+
+// Durability is not what these runs test; a faster cluster is welcome. (Benchmarks that compare
+// with durable inserts say so and run pgbench against the same settings.)
+export const throwawaySettings = {
+  fsync: "off",
+  synchronous_commit: "off",
+  full_page_writes: "off",
+};
+
+export interface ThrowawayStack {
+  cluster: Cluster;
+  apiUrl: string;
+  dbUrl: string;
+  /** Everything a child process (deno test, a benchmark client) needs to reach this stack. */
+  env: Record<string, string>;
+}
+
+export async function withThrowawayStack<T>(
+  ports: { api: number; db: number },
+  run: (stack: ThrowawayStack) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "whatssound-" });
+  const c = cluster(dir, ports.db, throwawaySettings);
+  const apiUrl = `http://127.0.0.1:${ports.api}`;
+  const logFile = `${dir}/gateway.log`;
+  let server: Deno.HttpServer | undefined;
+  try {
+    await prepareDatabase(c);
+    setFunctionEnv(apiUrl, c.url);
+    server = await startGateway(
+      ports.api,
+      (line) => Deno.writeTextFileSync(logFile, line + "\n", { append: true }),
+    );
+    return await run({
+      cluster: c,
+      apiUrl,
+      dbUrl: c.url,
+      env: {
+        SUPABASE_URL: apiUrl,
+        SUPABASE_ANON_KEY: anonKey,
+        SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
+        SUPABASE_DB_URL: c.url,
+        JWT_SECRET: jwtSecret,
+        TEST_CLUSTER_DIR: dir,
+        TEST_DB_PORT: String(ports.db),
+      },
+    });
+  } finally {
+    await server?.shutdown();
+    await closeDb();
+    if (await isRunning(c).catch(() => false)) await stopCluster(c);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * ----
+ * Rooms, members, songs, chat, play history and playback state (API.md §2)
+ * ----
+ * Clients read through RLS; they write only rooms and memberships. Chat, plays and playback go
+ * through the Edge Functions (chat-send, playback), so nothing skips batching, conflation or the
+ * broadcast that follows a write. No table is reachable by `anon`.
+ */
+
+/**
+ * ----
+ * Tables
+ * ----
+ */
+create table public.rooms (
+  id uuid primary key default gen_random_uuid(),
+  name text not null check (length(btrim(name)) between 1 and 100),
+  host_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  visibility text not null default 'public' check (visibility in ('public', 'private')),
+  created_at timestamptz not null default now()
+);
+comment on table public.rooms is 'A listening room. Its host is always a member with role host.';
+
+create table public.room_members (
+  room_id uuid not null references public.rooms (id) on delete cascade,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  role text not null check (role in ('host', 'dj', 'listener')),
+  joined_at timestamptz not null default now(),
+  primary key (room_id, user_id)
+);
+comment on table public.room_members is
+  'Who belongs to a room. Channel rights (RLS on realtime.messages) are keyed on it.';
+
+create table public.songs (
+  id uuid primary key default gen_random_uuid(),
+  title text not null,
+  artist text not null,
+  duration_ms int not null check (duration_ms > 0)
+);
+
+create table public.messages (
+  id bigint generated always as identity primary key,
+  room_id uuid not null references public.rooms (id) on delete cascade,
+  user_id uuid not null,
+  client_id text not null,
+  body text not null,
+  created_at timestamptz not null default now(),
+  -- Idempotent publishing: a retried send with the same client_id finds the stored row.
+  unique (room_id, client_id)
+);
+comment on table public.messages is
+  'Chat. Written only by chat-send, which batches the broadcast on room:{id}:chat.';
+
+create table public.play_history (
+  id bigint generated always as identity primary key,
+  room_id uuid not null references public.rooms (id) on delete cascade,
+  song_id uuid not null references public.songs (id),
+  played_at timestamptz not null default now()
+);
+
+create table public.playback_state (
+  room_id uuid primary key references public.rooms (id) on delete cascade,
+  song_id uuid null references public.songs (id),
+  position_ms bigint not null check (position_ms >= 0),
+  is_playing boolean not null,
+  seq bigint not null check (seq >= 0),
+  updated_at timestamptz not null default now()
+);
+comment on table public.playback_state is 'The latest applied player state per room (ordered by seq).';
+
+/**
+ * ----
+ * Indexes for the queries the app makes
+ * ----
+ */
+-- Newest chat of a room (late joiners, history pages).
+create index messages_room_id_id_idx on public.messages (room_id, id desc);
+-- Newest plays of a room.
+create index play_history_room_id_played_at_idx on public.play_history (room_id, played_at desc, id desc);
+-- Rooms of a user (members of a room use the primary key).
+create index room_members_user_id_idx on public.room_members (user_id, room_id);
+create index rooms_host_id_idx on public.rooms (host_id);
+create index play_history_song_id_idx on public.play_history (song_id);
+create index playback_state_song_id_idx on public.playback_state (song_id);
+
+/**
+ * ----
+ * Membership rules
+ * ----
+ */
+
+/** The rooms the caller belongs to. Security definer so policies on room_members can use it
+ * without recursing into their own RLS. */
+create function private.my_room_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.room_id from public.room_members m where m.user_id = (select auth.uid())
+$$;
+grant execute on function private.my_room_ids() to authenticated;
+
+/** The caller's role in a room, or null when they are not a member. */
+create function private.my_room_role(room uuid)
+returns text
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.role from public.room_members m
+  where m.room_id = my_room_role.room and m.user_id = (select auth.uid())
+$$;
+grant execute on function private.my_room_role(uuid) to authenticated;
+
+/** Creating a room makes its host a member with role `host`. */
+create function private.add_host_as_member()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into public.room_members (room_id, user_id, role) values (new.id, new.host_id, 'host');
+  return new;
+end;
+$$;
+
+create trigger rooms_add_host_as_member
+after insert on public.rooms
+for each row execute function private.add_host_as_member();
+
+/**
+ * The host row belongs to the room: it cannot be removed or changed while the room exists, and
+ * nobody else can be given the host role. (Deleting the room cascades past this check.)
+ */
+create function private.protect_host_membership()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  room_host uuid;
+begin
+  select r.host_id into room_host from public.rooms r
+  where r.id = coalesce(new.room_id, old.room_id);
+  if room_host is null then
+    return coalesce(new, old); -- the room is being deleted
+  end if;
+  if tg_op in ('UPDATE', 'DELETE') and old.user_id = room_host then
+    raise exception 'The host''s membership cannot be changed or removed'
+      using errcode = 'check_violation';
+  end if;
+  if tg_op in ('INSERT', 'UPDATE') and new.role = 'host' and new.user_id is distinct from room_host then
+    raise exception 'Only the room''s host has the host role' using errcode = 'check_violation';
+  end if;
+  return coalesce(new, old);
+end;
+$$;
+
+create trigger room_members_protect_host
+before insert or update or delete on public.room_members
+for each row execute function private.protect_host_membership();
+
+/**
+ * ----
+ * Grants: hosted Supabase grants everything in public to the API roles by default; take it back
+ * and give each role only what it uses.
+ * ----
+ */
+revoke all on public.rooms, public.room_members, public.songs, public.messages,
+  public.play_history, public.playback_state from anon, authenticated;
+
+grant select, delete on public.rooms to authenticated;
+grant insert (name, visibility, host_id), update (name, visibility) on public.rooms to authenticated;
+grant select, delete on public.room_members to authenticated;
+grant insert (room_id, user_id, role), update (role) on public.room_members to authenticated;
+grant select on public.songs, public.messages, public.play_history, public.playback_state
+  to authenticated;
+
+alter table public.rooms enable row level security;
+alter table public.room_members enable row level security;
+alter table public.songs enable row level security;
+alter table public.messages enable row level security;
+alter table public.play_history enable row level security;
+alter table public.playback_state enable row level security;
+
+/**
+ * ----
+ * Policies: one command and one audience each
+ * ----
+ */
+-- host_id too, not only membership: the host's member row is added by an AFTER trigger, and
+-- `insert ... returning` (supabase-js `.insert().select()`) checks this policy before it runs.
+create policy "Public rooms and the caller's rooms are visible to signed-in users"
+on public.rooms for select to authenticated
+using (
+  visibility = 'public'
+  or host_id = (select auth.uid())
+  or id in (select private.my_room_ids())
+);
+
+create policy "Permanent users create rooms they host"
+on public.rooms for insert to authenticated
+with check (
+  host_id = (select auth.uid())
+  and ((select auth.jwt()) ->> 'is_anonymous')::boolean is false
+);
+
+create policy "Hosts update their rooms"
+on public.rooms for update to authenticated
+using (host_id = (select auth.uid()))
+with check (host_id = (select auth.uid()));
+
+create policy "Hosts delete their rooms"
+on public.rooms for delete to authenticated
+using (host_id = (select auth.uid()));
+
+create policy "Members see the members of their rooms"
+on public.room_members for select to authenticated
+using (room_id in (select private.my_room_ids()));
+
+create policy "Users join public rooms as listeners"
+on public.room_members for insert to authenticated
+with check (
+  user_id = (select auth.uid())
+  and role = 'listener'
+  and exists (select 1 from public.rooms r where r.id = room_id and r.visibility = 'public')
+);
+
+create policy "Hosts add members to their rooms"
+on public.room_members for insert to authenticated
+with check ((select private.my_room_role(room_id)) = 'host');
+
+create policy "Hosts change the roles of their rooms' members"
+on public.room_members for update to authenticated
+using ((select private.my_room_role(room_id)) = 'host')
+with check ((select private.my_room_role(room_id)) = 'host');
+
+create policy "Hosts remove members from their rooms"
+on public.room_members for delete to authenticated
+using ((select private.my_room_role(room_id)) = 'host');
+
+create policy "Members leave rooms"
+on public.room_members for delete to authenticated
+using (user_id = (select auth.uid()));
+
+create policy "Signed-in users browse the song catalogue"
+on public.songs for select to authenticated
+using (true);
+
+create policy "Members read their rooms' chat"
+on public.messages for select to authenticated
+using (room_id in (select private.my_room_ids()));
+
+create policy "Members read their rooms' play history"
+on public.play_history for select to authenticated
+using (room_id in (select private.my_room_ids()));
+
+create policy "Members read their rooms' playback state"
+on public.playback_state for select to authenticated
+using (room_id in (select private.my_room_ids()));

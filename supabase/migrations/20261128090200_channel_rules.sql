@@ -1,0 +1,220 @@
+/**
+ * ----
+ * Channels: kinds, rules and capabilities as data (API.md §3)
+ * ----
+ * A channel name is `<namespace>:<resource id>[:<kind>]`, e.g. `room:{room_id}:chat`. What a
+ * channel does (persistence, batching, ...) is its rule; who may do what on it is its
+ * capabilities. Both are rows, so changing a policy is an UPDATE, not a code change. They live
+ * in `private`: clients never read or write them.
+ */
+
+/**
+ * ----
+ * Channel kinds: the channels that exist. `meta` is the namespace's own channel (`room:{id}`).
+ * ----
+ */
+create table private.channel_kinds (
+  namespace text not null check (namespace ~ '^[a-z]+$'),
+  kind text not null check (kind ~ '^[a-z]+$'),
+  description text not null,
+  primary key (namespace, kind)
+);
+
+insert into private.channel_kinds (namespace, kind, description) values
+  ('room', 'meta', 'room meta and presence:member_added / presence:member_removed'),
+  ('room', 'chat', 'chat:batch'),
+  ('room', 'queue', 'queue events'),
+  ('room', 'playback', 'playback:position'),
+  ('user', 'activity', 'a user''s activity'),
+  ('user', 'notifications', 'a user''s notifications');
+
+/**
+ * ----
+ * Channel rules, keyed by namespace (`kind = '*'`) with optional per-kind overrides: the rule of
+ * a channel is the row for its kind if there is one, else its namespace's row. An override is a
+ * whole row, so every rule can be read on its own.
+ * ----
+ */
+create table private.channel_rules (
+  namespace text not null,
+  kind text not null default '*',
+  target text generated always as (
+    case when kind = '*' then namespace else namespace || ':*:' || kind end
+  ) stored,
+  persist_last boolean not null default false,
+  history boolean not null default false,
+  -- How long history is kept; null = as long as its table keeps it (chat: the messages table).
+  history_retention interval check (history_retention > interval '0'),
+  identified boolean not null default true,
+  tls_only boolean not null default false,
+  push boolean not null default false,
+  batch_interval_ms int check (batch_interval_ms > 0),
+  batch_max int check (batch_max > 0),
+  conflation_interval_ms int check (conflation_interval_ms > 0),
+  conflation_key text,
+  primary key (namespace, kind),
+  check (history or history_retention is null),
+  check ((batch_interval_ms is null) = (batch_max is null)),
+  check ((conflation_interval_ms is null) = (conflation_key is null))
+);
+comment on table private.channel_rules is
+  'What a channel does. target = ''room'' (namespace default) or ''room:*:chat'' (override).';
+
+insert into private.channel_rules
+  (namespace, kind, persist_last, history, history_retention, identified, tls_only, push,
+   batch_interval_ms, batch_max, conflation_interval_ms, conflation_key)
+values
+  ('room', '*',            false, false, null,        true, false, false, null, null, null, null),
+  ('room', 'chat',         false, true,  null,        true, false, true,  100,  200,  null, null),
+  ('room', 'queue',        true,  true,  '24 hours',  true, false, false, null, null, null, null),
+  ('room', 'playback',     true,  false, null,        true, false, false, null, null, 500,  'room'),
+  ('user', 'activity',     false, true,  '24 hours',  true, false, false, null, null, null, null),
+  ('user', 'notifications', true, true,  '72 hours',  true, true,  true,  null, null, null, null);
+
+/**
+ * ----
+ * Capabilities: which audience may do what on each channel kind.
+ *   member  any member of the room        listener / dj / host  a member with that role
+ *   self    the user the channel belongs to   service  the service_role key
+ * ----
+ */
+create table private.channel_capabilities (
+  namespace text not null,
+  kind text not null,
+  action text not null check (action in ('subscribe', 'publish', 'presence', 'history')),
+  audience text not null check (audience in ('member', 'listener', 'dj', 'host', 'self', 'service')),
+  primary key (namespace, kind, action, audience),
+  foreign key (namespace, kind) references private.channel_kinds (namespace, kind) on delete cascade
+);
+
+insert into private.channel_capabilities (namespace, kind, action, audience) values
+  ('room', 'meta', 'subscribe', 'member'),
+  ('room', 'meta', 'presence', 'member'),
+  ('room', 'chat', 'subscribe', 'member'),
+  ('room', 'chat', 'history', 'member'),
+  ('room', 'queue', 'subscribe', 'member'),
+  ('room', 'queue', 'history', 'member'),
+  ('room', 'queue', 'publish', 'host'),
+  ('room', 'queue', 'publish', 'dj'),
+  ('room', 'playback', 'subscribe', 'member'),
+  ('room', 'playback', 'history', 'member'),
+  ('user', 'activity', 'subscribe', 'self'),
+  ('user', 'activity', 'history', 'self'),
+  ('user', 'notifications', 'subscribe', 'self'),
+  ('user', 'notifications', 'history', 'self');
+
+-- The service role may do everything on every channel.
+insert into private.channel_capabilities (namespace, kind, action, audience)
+select k.namespace, k.kind, a.action, 'service'
+from private.channel_kinds k
+cross join (values ('subscribe'), ('publish'), ('presence'), ('history')) as a (action);
+
+alter table private.channel_kinds enable row level security;
+alter table private.channel_rules enable row level security;
+alter table private.channel_capabilities enable row level security;
+revoke all on private.channel_kinds, private.channel_rules, private.channel_capabilities
+  from anon, authenticated;
+
+/**
+ * ----
+ * Parsing and looking up a channel
+ * ----
+ */
+create type private.channel as (namespace text, resource_id uuid, kind text);
+
+/**
+ * Parses `<namespace>:<uuid>[:<kind>]` (the uuid in canonical lower-case form; no kind = `meta`).
+ * Returns null for anything malformed or for a namespace/kind that is not in channel_kinds.
+ */
+create function private.parse_channel(topic text)
+returns private.channel
+language sql
+stable
+set search_path = ''
+as $$
+  select row(p[1], p[2]::uuid, coalesce(p[3], 'meta'))::private.channel
+  from regexp_match(
+    parse_channel.topic,
+    '^([a-z]+):([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?::([a-z]+))?$'
+  ) as p
+  -- `meta` is only ever implied: `room:{id}:meta` is not a second name for `room:{id}`.
+  where p[3] is distinct from 'meta'
+    and exists (
+      select 1 from private.channel_kinds k
+      where k.namespace = p[1] and k.kind = coalesce(p[3], 'meta')
+    )
+$$;
+
+/** The rule of a parsed channel: its kind's override, else its namespace's row. */
+create function private.channel_rule(channel private.channel)
+returns private.channel_rules
+language sql
+stable
+set search_path = ''
+as $$
+  select r.* from private.channel_rules r
+  where r.namespace = (channel).namespace and r.kind in ((channel).kind, '*')
+  order by r.kind = '*'
+  limit 1
+$$;
+
+/**
+ * ----
+ * The channel check: may the caller (role and claims of the current transaction, as Realtime and
+ * the functions set them) do `action` on `topic`? One security-definer helper used by the RLS
+ * policies on realtime.messages and by the Edge Functions, so both enforce the same thing.
+ * Returns 'allowed', or why not: 'invalid_channel', 'identified_only' or 'denied'.
+ * ----
+ */
+create function private.check_channel(topic text, action text)
+returns text
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  claims jsonb := coalesce(auth.jwt(), '{}'::jsonb);
+  caller uuid := auth.uid();
+  channel private.channel := private.parse_channel(check_channel.topic);
+  rule private.channel_rules;
+  member_role text;
+begin
+  if channel is null then
+    return 'invalid_channel';
+  end if;
+  rule := private.channel_rule(channel);
+  if rule is null then
+    return 'invalid_channel';
+  end if;
+  if claims ->> 'role' = 'service_role' then
+    return case when exists (
+      select 1 from private.channel_capabilities c
+      where c.namespace = channel.namespace and c.kind = channel.kind
+        and c.action = check_channel.action and c.audience = 'service'
+    ) then 'allowed' else 'denied' end;
+  end if;
+  -- Identified: signed in (a sub) and not an anonymous user; a missing claim counts as anonymous.
+  if rule.identified and (caller is null or (claims ->> 'is_anonymous')::boolean is not false) then
+    return 'identified_only';
+  end if;
+  if caller is null then
+    return 'denied';
+  end if;
+  if channel.namespace = 'room' then
+    select m.role into member_role from public.room_members m
+    where m.room_id = channel.resource_id and m.user_id = caller;
+  end if;
+  return case when exists (
+    select 1 from private.channel_capabilities c
+    where c.namespace = channel.namespace and c.kind = channel.kind
+      and c.action = check_channel.action
+      and (
+        (c.audience = 'member' and member_role is not null)
+        or c.audience = member_role
+        or (c.audience = 'self' and channel.namespace = 'user' and channel.resource_id = caller)
+      )
+  ) then 'allowed' else 'denied' end;
+end;
+$$;
+grant execute on function private.check_channel(text, text) to authenticated, service_role;

@@ -1,0 +1,159 @@
+-- Test helpers, installed once (committed, not rolled back) before the other files run, in a
+-- `tests` schema of their own: create users, act as them with the claims Supabase Auth issues,
+-- and probe realtime.messages exactly the way Supabase Realtime authorizes a channel
+-- (shared/reference/realtime.md §2).
+select plan(1);
+
+create schema if not exists tests;
+grant usage on schema tests to anon, authenticated, service_role;
+
+/** A user in auth.users, found again by its identifier. */
+create or replace function tests.create_user(identifier text, is_anonymous boolean default false)
+returns uuid
+language sql
+as $$
+  insert into auth.users (id, email, raw_user_meta_data, raw_app_meta_data, role, aud, is_anonymous)
+  values (
+    gen_random_uuid(),
+    case when create_user.is_anonymous then null else identifier || '@tests.whatssound.test' end,
+    jsonb_build_object('test_identifier', identifier),
+    '{}'::jsonb,
+    'authenticated',
+    'authenticated',
+    create_user.is_anonymous
+  )
+  returning id
+$$;
+
+-- Security definer (like claims below) so they work while acting as an API role, which cannot
+-- read auth.users.
+create or replace function tests.uid(identifier text)
+returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  found uuid;
+begin
+  select u.id into found from auth.users u where u.raw_user_meta_data ->> 'test_identifier' = identifier;
+  if found is null then
+    raise exception 'No test user %', identifier;
+  end if;
+  return found;
+end;
+$$;
+
+/** The claims of a user's access token, shaped as Supabase Auth issues them. */
+create or replace function tests.claims(identifier text)
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'sub', u.id,
+    'role', 'authenticated',
+    'aud', 'authenticated',
+    'email', coalesce(u.email, ''),
+    'is_anonymous', u.is_anonymous,
+    'exp', extract(epoch from now() + interval '1 hour')::bigint
+  )
+  from auth.users u where u.id = tests.uid(identifier)
+$$;
+
+/** Acts as `role` with `claims` for the rest of the transaction, as PostgREST does. */
+create or replace function tests.act_as(role text, claims jsonb)
+returns void
+language sql
+as $$
+  select set_config('request.jwt.claims', coalesce(claims::text, ''), true),
+         set_config('role', role, true)
+$$;
+
+create or replace function tests.authenticate_as(identifier text)
+returns void
+language sql
+as $$
+  select tests.act_as('authenticated', tests.claims(identifier))
+$$;
+
+/** Back to the connecting superuser, without claims. */
+create or replace function tests.clear_authentication()
+returns void
+language sql
+as $$
+  select set_config('role', 'postgres', true), set_config('request.jwt.claims', '', true)
+$$;
+
+/** Realtime's per-transaction settings (set_conn_config). */
+create or replace function tests.set_realtime_context(topic text, role text, claims jsonb)
+returns void
+language sql
+as $$
+  select set_config('role', role, true),
+         set_config('realtime.topic', coalesce(topic, ''), true),
+         set_config('request.jwt.claims', coalesce(claims::text, ''), true),
+         set_config('request.jwt.claim.sub', coalesce(claims ->> 'sub', ''), true),
+         set_config('request.jwt.claim.role', role, true),
+         set_config('request.headers', '{}', true)
+$$;
+
+/**
+ * Realtime's read check at channel join: probe rows (one per extension) inserted as Realtime's
+ * own database user, then the caller's role, claims and topic set locally, then a SELECT of the
+ * probes. The join is allowed when any probe is visible.
+ */
+create or replace function tests.realtime_can_read(topic text, role text, claims jsonb)
+returns boolean
+language plpgsql
+as $$
+declare
+  probes uuid[] := array[gen_random_uuid(), gen_random_uuid()];
+  utc_now timestamp := now() at time zone 'utc';
+  visible int;
+begin
+  insert into realtime.messages (id, topic, extension, inserted_at, updated_at)
+  values (probes[1], coalesce(realtime_can_read.topic, ''), 'broadcast', utc_now, utc_now),
+         (probes[2], coalesce(realtime_can_read.topic, ''), 'presence', utc_now, utc_now);
+  perform tests.set_realtime_context(realtime_can_read.topic, realtime_can_read.role, claims);
+  select count(*) into visible from realtime.messages m where m.id = any (probes);
+  perform tests.clear_authentication();
+  delete from realtime.messages m where m.id = any (probes);
+  return visible > 0;
+end;
+$$;
+
+/**
+ * Realtime's write check, at the first broadcast (extension 'broadcast') or presence track
+ * (extension 'presence'): an INSERT as the caller; an RLS refusal (42501) means no.
+ */
+create or replace function tests.realtime_can_write(topic text, extension text, role text, claims jsonb)
+returns boolean
+language plpgsql
+as $$
+declare
+  utc_now timestamp := now() at time zone 'utc';
+  allowed boolean;
+begin
+  perform tests.set_realtime_context(realtime_can_write.topic, realtime_can_write.role, claims);
+  begin
+    insert into realtime.messages (topic, extension, inserted_at, updated_at)
+    values (realtime_can_write.topic, realtime_can_write.extension, utc_now, utc_now);
+    allowed := true;
+  exception when insufficient_privilege then
+    allowed := false;
+  end;
+  perform tests.clear_authentication();
+  delete from realtime.messages m
+  where m.topic = realtime_can_write.topic and m.extension = realtime_can_write.extension
+    and m.inserted_at = utc_now and m.payload is null;
+  return allowed;
+end;
+$$;
+
+grant execute on all functions in schema tests to anon, authenticated, service_role;
+
+select ok(true, 'test helpers are installed');
