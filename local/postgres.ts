@@ -5,9 +5,11 @@ import { existsSync } from "node:fs";
 const pgBin = "/usr/lib/postgresql/15/bin";
 export const isRoot = Deno.uid() === 0;
 
-// The server, pgTAP, and pg_prove (which `supabase test db` would run in a container).
+// The server, pg_cron (Supabase Cron), pgTAP, and pg_prove (which `supabase test db` would run
+// in a container).
 const packages = [
   { name: "postgresql-15", file: `${pgBin}/initdb` },
+  { name: "postgresql-15-cron", file: "/usr/share/postgresql/15/extension/pg_cron.control" },
   { name: "postgresql-15-pgtap", file: "/usr/share/postgresql/15/extension/pgtap.control" },
   { name: "libtap-parser-sourcehandler-pgtap-perl", file: "/usr/bin/pg_prove" },
 ];
@@ -121,6 +123,11 @@ export async function startCluster(c: Cluster): Promise<void> {
     unix_socket_directories: c.dataDir,
     timezone: "UTC",
     log_timezone: "UTC",
+    // pg_cron as hosted Supabase runs it; jobs run in background workers, not over a login.
+    shared_preload_libraries: "pg_cron",
+    "cron.database_name": "postgres",
+    "cron.use_background_workers": "on",
+    max_worker_processes: "16",
     ...c.settings,
   };
   const options = [`-p ${c.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}='${v}'`)];

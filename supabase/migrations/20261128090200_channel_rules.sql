@@ -42,8 +42,9 @@ create table private.channel_rules (
     case when kind = '*' then namespace else namespace || ':*:' || kind end
   ) stored,
   persist_last boolean not null default false,
-  history boolean not null default false,
-  -- How long history is kept; null = as long as its table keeps it (chat: the messages table).
+  -- Where history comes from: nowhere, the messages table (chat), or the channel's published
+  -- messages (private.channel_messages), kept for history_retention.
+  history text not null default 'none' check (history in ('none', 'messages', 'channel')),
   history_retention interval check (history_retention > interval '0'),
   identified boolean not null default true,
   tls_only boolean not null default false,
@@ -52,8 +53,10 @@ create table private.channel_rules (
   batch_max int check (batch_max > 0),
   conflation_interval_ms int check (conflation_interval_ms > 0),
   conflation_key text,
+  -- Largest payload a publish may carry, as JSON text.
+  max_payload_bytes int not null default 65536 check (max_payload_bytes > 0),
   primary key (namespace, kind),
-  check (history or history_retention is null),
+  check ((history = 'channel') = (history_retention is not null)),
   check ((batch_interval_ms is null) = (batch_max is null)),
   check ((conflation_interval_ms is null) = (conflation_key is null))
 );
@@ -64,12 +67,12 @@ insert into private.channel_rules
   (namespace, kind, persist_last, history, history_retention, identified, tls_only, push,
    batch_interval_ms, batch_max, conflation_interval_ms, conflation_key)
 values
-  ('room', '*',            false, false, null,        true, false, false, null, null, null, null),
-  ('room', 'chat',         false, true,  null,        true, false, true,  100,  200,  null, null),
-  ('room', 'queue',        true,  true,  '24 hours',  true, false, false, null, null, null, null),
-  ('room', 'playback',     true,  false, null,        true, false, false, null, null, 500,  'room'),
-  ('user', 'activity',     false, true,  '24 hours',  true, false, false, null, null, null, null),
-  ('user', 'notifications', true, true,  '72 hours',  true, true,  true,  null, null, null, null);
+  ('room', '*',             false, 'none',     null,       true, false, false, null, null, null, null),
+  ('room', 'chat',          false, 'messages', null,       true, false, true,  100,  200,  null, null),
+  ('room', 'queue',         true,  'channel',  '24 hours', true, false, false, null, null, null, null),
+  ('room', 'playback',      true,  'none',     null,       true, false, false, null, null, 500,  'room'),
+  ('user', 'activity',      false, 'channel',  '24 hours', true, false, false, null, null, null, null),
+  ('user', 'notifications', true,  'channel',  '72 hours', true, true,  true,  null, null, null, null);
 
 /**
  * ----
@@ -163,7 +166,9 @@ $$;
  * The channel check: may the caller (role and claims of the current transaction, as Realtime and
  * the functions set them) do `action` on `topic`? One security-definer helper used by the RLS
  * policies on realtime.messages and by the Edge Functions, so both enforce the same thing.
- * Returns 'allowed', or why not: 'invalid_channel', 'identified_only' or 'denied'.
+ * Returns 'allowed', or why not: 'invalid_channel', 'tls_required', 'identified_only' or 'denied'.
+ * tls_only is judged from `request.headers` (x-forwarded-proto), which Realtime and the
+ * functions set like PostgREST does.
  * ----
  */
 create function private.check_channel(topic text, action text)
@@ -186,6 +191,10 @@ begin
   rule := private.channel_rule(channel);
   if rule is null then
     return 'invalid_channel';
+  end if;
+  if rule.tls_only
+     and nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-forwarded-proto' = 'http' then
+    return 'tls_required';
   end if;
   if claims ->> 'role' = 'service_role' then
     return case when exists (

@@ -1,6 +1,6 @@
 import postgres from "npm:postgres@3.4.9";
 import type { Claims } from "./auth.ts";
-import { HttpError } from "./errors.ts";
+import { type ErrorCode, HttpError } from "./errors.ts";
 
 export type Sql = postgres.Sql;
 export type Tx = postgres.TransactionSql;
@@ -36,14 +36,32 @@ export async function closeDb(): Promise<void> {
 
 /**
  * Runs `work` in a transaction as the caller, the way PostgREST and Realtime do: the JWT's role
- * and claims are set transaction-locally, so RLS, `auth.uid()` and `auth.jwt()` apply.
+ * and claims, and the request's x-forwarded-proto (for tls_only rules), are set
+ * transaction-locally, so RLS, `auth.uid()` and `auth.jwt()` apply.
  */
-export function asCaller<T>(claims: Claims, work: (tx: Tx) => Promise<T>): Promise<T> {
+export function asCaller<T>(
+  claims: Claims,
+  work: (tx: Tx) => Promise<T>,
+  req?: Request,
+): Promise<T> {
+  const headers = { "x-forwarded-proto": req?.headers.get("x-forwarded-proto") ?? "https" };
   return db().begin(async (tx) => {
     await tx`select set_config('role', ${claims.role}, true),
-                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
+                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
+                    set_config('request.headers', ${JSON.stringify(headers)}, true)`;
     return await work(tx);
   }) as Promise<T>;
+}
+
+/**
+ * A client error raised in SQL (private.raise_client_error: SQLSTATE 'WS' + HTTP status, the
+ * contract's code as message, a sentence as detail), as an HttpError; undefined otherwise.
+ */
+export function clientErrorFromSql(error: unknown): HttpError | undefined {
+  const { code, message, detail } = error as { code?: unknown; message?: string; detail?: string };
+  const match = typeof code === "string" ? /^WS(\d{3})$/.exec(code) : null;
+  if (!match || !message) return undefined;
+  return new HttpError(Number(match[1]), message as ErrorCode, detail ?? message);
 }
 
 // Connection failures (the database is down, restarting or full) as postgres.js and Postgres

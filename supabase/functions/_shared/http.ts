@@ -1,5 +1,5 @@
 import { corsHeaders, preflightResponse } from "./cors.ts";
-import { databaseUnavailable, isDatabaseUnavailable } from "./db.ts";
+import { clientErrorFromSql, databaseUnavailable, isDatabaseUnavailable } from "./db.ts";
 import { errorResponse, HttpError } from "./errors.ts";
 
 export type Handler = (req: Request) => Promise<Response>;
@@ -36,6 +36,8 @@ export function handle(methods: MethodHandlers): Handler {
       return await run(req);
     } catch (error) {
       if (error instanceof HttpError) return errorResponse(error);
+      const fromSql = clientErrorFromSql(error);
+      if (fromSql) return errorResponse(fromSql);
       if (isDatabaseUnavailable(error)) return errorResponse(databaseUnavailable());
       console.error(error);
       return errorResponse(

@@ -14,7 +14,7 @@
 --    pg_temp.topic() builds a channel name from them.
 -- =============================================================================
 begin;
-select plan(44);
+select plan(47);
 
 create temp table fixture (name text primary key, id uuid not null);
 grant select on fixture to public;
@@ -127,12 +127,12 @@ select results_eq(
      from private.channel_rules
      order by target collate "C" $$,
   $$ values
-       ('room'::text,            false, false, null::interval,       true, false, false, null::int, null::int, null::int, null::text),
-       ('room:*:chat',           false, true,  null,                 true, false, true,  100,       200,       null,      null),
-       ('room:*:playback',       true,  false, null,                 true, false, false, null,      null,      500,       'room'),
-       ('room:*:queue',          true,  true,  interval '24 hours',  true, false, false, null,      null,      null,      null),
-       ('user:*:activity',       false, true,  interval '24 hours',  true, false, false, null,      null,      null,      null),
-       ('user:*:notifications',  true,  true,  interval '72 hours',  true, true,  true,  null,      null,      null,      null) $$,
+       ('room'::text,            false, 'none'::text, null::interval,       true, false, false, null::int, null::int, null::int, null::text),
+       ('room:*:chat',           false, 'messages',   null,                 true, false, true,  100,       200,       null,      null),
+       ('room:*:playback',       true,  'none',       null,                 true, false, false, null,      null,      500,       'room'),
+       ('room:*:queue',          true,  'channel',    interval '24 hours',  true, false, false, null,      null,      null,      null),
+       ('user:*:activity',       false, 'channel',    interval '24 hours',  true, false, false, null,      null,      null,      null),
+       ('user:*:notifications',  true,  'channel',    interval '72 hours',  true, true,  true,  null,      null,      null,      null) $$,
   'the channel rules are exactly the defaults of API.md §3');
 
 
@@ -204,6 +204,20 @@ select is(private.check_channel(pg_temp.topic('user', 'outsider', 'notifications
   'service_role may publish on any user''s notifications');
 select is(private.check_channel('room:not-a-room:chat', 'subscribe'), 'invalid_channel',
   'a malformed topic is an invalid channel for service_role too');
+
+-- tls_only (user:*:notifications) is judged from request.headers, as Realtime and the functions
+-- set it.
+select tests.clear_authentication();
+select tests.authenticate_as('rules-listener');
+select set_config('request.headers', '{"x-forwarded-proto": "http"}', true);
+select is(private.check_channel(pg_temp.topic('user', 'listener', 'notifications'), 'subscribe'), 'tls_required',
+  'a tls_only channel refuses a plain-http request');
+select is(private.check_channel(pg_temp.topic('user', 'listener', 'activity'), 'subscribe'), 'allowed',
+  'a channel without tls_only accepts a plain-http request');
+select set_config('request.headers', '{"x-forwarded-proto": "https"}', true);
+select is(private.check_channel(pg_temp.topic('user', 'listener', 'notifications'), 'subscribe'), 'allowed',
+  'a tls_only channel accepts an https request');
+select set_config('request.headers', '', true);
 
 select tests.clear_authentication();
 select tests.act_as('anon', '{"role": "anon"}'::jsonb);

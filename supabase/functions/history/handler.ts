@@ -1,0 +1,113 @@
+import { requireClaims } from "../_shared/auth.ts";
+import { asCaller } from "../_shared/db.ts";
+import { HttpError } from "../_shared/errors.ts";
+import { handle, json } from "../_shared/http.ts";
+import { intParam, parse, queryOf, z } from "../_shared/validation.ts";
+
+const query = z.object({
+  channel: z.string().min(1).max(200),
+  limit: intParam(1, 1000).optional(),
+  direction: z.enum(["backwards", "forwards"]).optional(),
+  start: intParam(0, 8.64e15).optional(),
+  end: intParam(0, 8.64e15).optional(),
+  cursor: z.string().max(500).optional(),
+  // N (the last N messages, 1..100), Ns or Nm (those of the last N seconds / minutes).
+  rewind: z.string().regex(/^([1-9]\d{0,3})([sm]?)$/, "Use N, Ns or Nm.").optional(),
+});
+
+/** What a page cursor remembers: the query it continues and where it stopped. */
+const cursorShape = z.object({
+  channel: z.string(),
+  direction: z.enum(["backwards", "forwards"]),
+  start: z.number().nullable(),
+  end: z.number().nullable(),
+  after: z.number().int(),
+});
+type Cursor = z.infer<typeof cursorShape>;
+
+function encodeCursor(cursor: Cursor): string {
+  return btoa(JSON.stringify(cursor)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function decodeCursor(text: string, channel: string): Cursor {
+  let cursor: Cursor | undefined;
+  try {
+    const decoded = cursorShape.safeParse(
+      JSON.parse(atob(text.replace(/-/g, "+").replace(/_/g, "/"))),
+    );
+    if (decoded.success) cursor = decoded.data;
+  } catch {
+    // Not base64 or not JSON: refused below like any other bad cursor.
+  }
+  if (!cursor || cursor.channel !== channel) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      "The cursor is not one this endpoint gave for this channel.",
+    );
+  }
+  return cursor;
+}
+
+/**
+ * GET /functions/v1/history?channel=&limit=&direction=&start=&end=&cursor= or ?channel=&rewind=:
+ * a channel's persisted messages (public.channel_history), for callers with subscribe rights.
+ */
+export const handler = handle({
+  GET: async (req) => {
+    const claims = await requireClaims(req);
+    const params = parse(query, queryOf(req));
+    const paging = params.limit !== undefined || params.direction !== undefined ||
+      params.start !== undefined || params.end !== undefined || params.cursor !== undefined;
+    if (params.rewind !== undefined && paging) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        "rewind cannot be combined with limit, direction, start, end or cursor.",
+      );
+    }
+    if (
+      params.cursor !== undefined &&
+      (params.direction !== undefined || params.start !== undefined || params.end !== undefined)
+    ) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        "A cursor carries its own direction, start and end.",
+      );
+    }
+    const cursor = params.cursor === undefined
+      ? undefined
+      : decodeCursor(params.cursor, params.channel);
+    const direction = cursor?.direction ?? params.direction ?? "backwards";
+    const start = cursor ? cursor.start : params.start ?? null;
+    const end = cursor ? cursor.end : params.end ?? null;
+    const limit = params.limit ?? 100;
+
+    let rewindItems: number | null = null;
+    let rewindMs: number | null = null;
+    if (params.rewind !== undefined) {
+      const [, amount, unit] = /^(\d+)([sm]?)$/.exec(params.rewind)!;
+      if (unit === "") rewindItems = Number(amount);
+      else rewindMs = Number(amount) * (unit === "s" ? 1000 : 60_000);
+      if (rewindItems !== null && rewindItems > 100) {
+        throw new HttpError(400, "invalid_request", "rewind=N takes at most 100 messages.");
+      }
+    }
+
+    const [{ page }] = await asCaller(
+      claims,
+      (tx) =>
+        tx`select public.channel_history(${params.channel}, ${limit}, ${direction}, ${start}, ${end},
+                                         ${
+          cursor?.after ?? null
+        }, ${rewindItems}, ${rewindMs}) as page`,
+      req,
+    );
+    const items = page.items as { id: number }[];
+    const nextCursor = page.has_more
+      ? encodeCursor({ channel: params.channel, direction, start, end, after: items.at(-1)!.id })
+      : null;
+    return json(200, { channel: params.channel, items, next_cursor: nextCursor });
+  },
+});
