@@ -285,9 +285,11 @@ begin
     take := max_items;
   end if;
 
-  -- The newest single message of a persist_last channel is its kept last message, which outlives
-  -- any history retention.
-  if rule.persist_last and take = 1 and not forwards and after_id is null and to_time is null then
+  -- rewind=1 on a persist_last channel is its kept last message, which outlives any history
+  -- retention; so is limit=1 where that is all the channel keeps. (limit=1 on a channel with
+  -- history pages through the history instead.)
+  if rule.persist_last and take = 1 and not forwards and after_id is null and to_time is null
+     and (is_rewind or rule.history = 'none') then
     select coalesce(jsonb_agg(jsonb_build_object(
              'id', l.id, 'event', l.event, 'data', l.data, 'timestamp', private.epoch_ms(l.created_at))), '[]')
     into items
@@ -302,17 +304,18 @@ begin
 
   -- One page in id order (ascending = chronological), read newest first for backwards and
   -- rewind; one item more than asked tells whether another page exists. The direction is
-  -- spliced in so that the scan follows the (room_id | channel, id) index.
+  -- spliced in so that the scan follows the (room_id | channel, id) index. `end` is inclusive
+  -- to the millisecond, the precision of the timestamps clients see.
   execute format(
     $query$
-      select coalesce(jsonb_agg(page.item order by page.id %1$s), '[]')
+      select coalesce(jsonb_agg(page.item order by page.id %6$s), '[]')
       from (
         select m.id, %2$s as item
         from %3$s as m
         where %4$s
           and ($2::bigint is null or m.id %5$s $2)
           and ($3::timestamptz is null or m.created_at >= $3)
-          and ($4::timestamptz is null or m.created_at <= $4)
+          and ($4::timestamptz is null or m.created_at < $4 + interval '1 millisecond')
         order by m.id %1$s
         limit $5
       ) as page
@@ -326,7 +329,9 @@ begin
     end,
     case rule.history when 'messages' then 'public.messages' else 'private.channel_messages' end,
     case rule.history when 'messages' then 'm.room_id = $1::uuid' else 'm.channel = $1' end,
-    case when forwards then '>' else '<' end
+    case when forwards then '>' else '<' end,
+    -- Rewinds are read newest first but returned oldest first.
+    case when forwards or is_rewind then 'asc' else 'desc' end
   )
   into items
   using
@@ -342,10 +347,8 @@ begin
     return jsonb_build_object('items', items, 'has_more', false);
   end if;
   if is_rewind then
-    -- The extra item is the oldest; the rest goes out oldest first.
-    select jsonb_agg(item order by (item ->> 'id')::bigint) into items
-    from jsonb_array_elements(items - take) as item;
-    return jsonb_build_object('items', items, 'has_more', false);
+    -- The extra item is the oldest, so the first.
+    return jsonb_build_object('items', items - 0, 'has_more', false);
   end if;
   return jsonb_build_object('items', items - take, 'has_more', true);
 end;

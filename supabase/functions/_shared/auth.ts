@@ -100,3 +100,16 @@ export function bearerToken(req: Request): string {
 export function requireClaims(req: Request): Promise<Claims> {
   return verifyJwt(bearerToken(req));
 }
+
+/**
+ * The verified claims of a signed-in user (a `sub`) or of the service role. The anon key
+ * identifies nobody, so it is refused with 403 `identified_only`; whether an anonymous *user* may
+ * go on is the channel rules' call, made in SQL.
+ */
+export async function requireUserOrService(req: Request): Promise<Claims> {
+  const claims = await requireClaims(req);
+  if (claims.role !== "service_role" && typeof claims.sub !== "string") {
+    throw new HttpError(403, "identified_only", "Sign in: this endpoint is for signed-in users.");
+  }
+  return claims;
+}

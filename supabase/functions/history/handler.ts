@@ -1,11 +1,11 @@
-import { requireClaims } from "../_shared/auth.ts";
+import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller } from "../_shared/db.ts";
 import { HttpError } from "../_shared/errors.ts";
 import { handle, json } from "../_shared/http.ts";
 import { intParam, parse, queryOf, z } from "../_shared/validation.ts";
 
 const query = z.object({
-  channel: z.string().min(1).max(200),
+  channel: z.string().regex(/^[A-Za-z0-9:_-]{1,200}$/, "Not a channel name."),
   limit: intParam(1, 1000).optional(),
   direction: z.enum(["backwards", "forwards"]).optional(),
   start: intParam(0, 8.64e15).optional(),
@@ -19,9 +19,9 @@ const query = z.object({
 const cursorShape = z.object({
   channel: z.string(),
   direction: z.enum(["backwards", "forwards"]),
-  start: z.number().nullable(),
-  end: z.number().nullable(),
-  after: z.number().int(),
+  start: z.number().int().min(0).max(8.64e15).nullable(),
+  end: z.number().int().min(0).max(8.64e15).nullable(),
+  after: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 type Cursor = z.infer<typeof cursorShape>;
 
@@ -55,7 +55,7 @@ function decodeCursor(text: string, channel: string): Cursor {
  */
 export const handler = handle({
   GET: async (req) => {
-    const claims = await requireClaims(req);
+    const claims = await requireUserOrService(req);
     const params = parse(query, queryOf(req));
     const paging = params.limit !== undefined || params.direction !== undefined ||
       params.start !== undefined || params.end !== undefined || params.cursor !== undefined;

@@ -1,4 +1,4 @@
-import { requireClaims } from "../_shared/auth.ts";
+import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller } from "../_shared/db.ts";
 import { handle, json } from "../_shared/http.ts";
 import { intParam, parse, queryOf, z } from "../_shared/validation.ts";
@@ -16,7 +16,7 @@ const query = z.object({
  */
 export const handler = handle({
   GET: async (req) => {
-    const claims = await requireClaims(req);
+    const claims = await requireUserOrService(req);
     const { room_id, chat_limit, history_limit } = parse(query, queryOf(req));
     const [{ context }] = await asCaller(
       claims,

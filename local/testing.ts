@@ -1,0 +1,78 @@
+// Helpers for the Deno tests that run against the test stack (`npm test` sets the environment):
+// a direct database connection for fixtures, users with real tokens, and the real supabase-js
+// client acting as them.
+import {
+  createClient,
+  FunctionsHttpError,
+  type SupabaseClient,
+} from "npm:@supabase/supabase-js@2.119.1";
+import postgres from "npm:postgres@3.4.9";
+import { userToken } from "./keys.ts";
+
+export const apiUrl = Deno.env.get("SUPABASE_URL")!;
+export const anonKey = Deno.env.get("SUPABASE_ANON_KEY")!;
+export const serviceRoleKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY")!;
+
+/** A superuser connection for setting up fixtures; close it with `await sql.end()`. */
+export function fixtureDb(): postgres.Sql {
+  return postgres(Deno.env.get("SUPABASE_DB_URL")!, { max: 2, onnotice: () => {} });
+}
+
+export interface TestUser {
+  id: string;
+  token: string;
+  client: SupabaseClient;
+}
+
+/** The real supabase-js client, signed in with `token` (the anon key when there is none). */
+export function clientFor(token = anonKey): SupabaseClient {
+  return createClient(apiUrl, anonKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    global: { headers: { Authorization: `Bearer ${token}` } },
+  });
+}
+
+export async function createUser(sql: postgres.Sql, { anonymous = false } = {}): Promise<TestUser> {
+  const id = crypto.randomUUID();
+  await sql`insert into auth.users (id, email, is_anonymous)
+            values (${id}, ${anonymous ? null : `${id}@e2e.test`}, ${anonymous})`;
+  const token = await userToken(id, { isAnonymous: anonymous });
+  return { id, token, client: clientFor(token) };
+}
+
+/** A room hosted by `host`, with `members` added as listeners (or the role given). */
+export async function createRoom(
+  sql: postgres.Sql,
+  host: TestUser,
+  members: (TestUser | [TestUser, "dj" | "listener"])[] = [],
+  visibility: "public" | "private" = "public",
+): Promise<string> {
+  const [{ id }] = await sql`insert into public.rooms (name, host_id, visibility)
+                             values ('E2E room', ${host.id}, ${visibility}) returning id`;
+  for (const member of members) {
+    const [user, role] = Array.isArray(member) ? member : [member, "listener"];
+    await sql`insert into public.room_members (room_id, user_id, role) values (${id}, ${user.id}, ${role})`;
+  }
+  return id;
+}
+
+/**
+ * Calls a function with supabase-js (GET with a query string, or POST with a JSON body) and
+ * returns the HTTP status and the parsed body, errors included.
+ */
+export async function invoke(
+  client: SupabaseClient,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const { data, error, response } = await client.functions.invoke(path, {
+    method: body === undefined ? "GET" : "POST",
+    body: body as Record<string, unknown> | undefined,
+  });
+  if (error instanceof FunctionsHttpError) {
+    const failed = error.context as Response;
+    return { status: failed.status, body: await failed.json(), headers: failed.headers };
+  }
+  if (error) throw error;
+  return { status: response!.status, body: data, headers: response!.headers };
+}

@@ -1,0 +1,153 @@
+// End to end through the test stack's gateway with the real supabase-js client.
+import assert from "node:assert/strict";
+import { clientFor, createRoom, createUser, fixtureDb, invoke } from "../../../local/testing.ts";
+
+const sql = fixtureDb();
+const host = await createUser(sql);
+const listener = await createUser(sql);
+const outsider = await createUser(sql);
+const anonymousListener = await createUser(sql, { anonymous: true });
+const room = await createRoom(sql, host, [listener, anonymousListener]);
+const quietRoom = await createRoom(sql, host);
+
+// 60 messages, 12 plays of 3 songs, and a playback state.
+await sql`insert into public.messages (room_id, user_id, client_id, body)
+          select ${room}, ${listener.id}, 'ctx-' || n, 'message ' || n from generate_series(1, 60) as n`;
+const songs = await sql`insert into public.songs (title, artist, duration_ms)
+                        values ('A', 'X', 1000), ('B', 'Y', 2000), ('C', 'Z', 3000) returning id`;
+await sql`insert into public.play_history (room_id, song_id, played_at)
+          select ${room}, (array[${songs[0].id}, ${songs[1].id}, ${
+  songs[2].id
+}]::uuid[])[1 + n % 3],
+                 now() - n * interval '1 minute'
+          from generate_series(1, 12) as n`;
+await sql`insert into public.playback_state (room_id, song_id, position_ms, is_playing, seq)
+          values (${room}, ${songs[0].id}, 42000, true, 7)`;
+
+await sql.end();
+
+Deno.test("a member gets the whole late-joiner snapshot in one call", async () => {
+  const before = Date.now();
+  const { status, body } = await invoke(listener.client, `room-context?room_id=${room}`);
+  assert.equal(status, 200);
+  assert.deepEqual(body.room, {
+    id: room,
+    name: "E2E room",
+    host_id: host.id,
+    visibility: "public",
+  });
+  // The newest 50 messages, oldest first.
+  assert.equal(body.chat.length, 50);
+  assert.deepEqual(
+    body.chat.map((m: { body: string }) => m.body),
+    Array.from({ length: 50 }, (_, i) => `message ${i + 11}`),
+  );
+  assert.deepEqual(Object.keys(body.chat[0]).sort(), [
+    "body",
+    "client_id",
+    "created_at",
+    "id",
+    "room_id",
+    "user_id",
+  ]);
+  assert.equal(typeof body.chat[0].id, "number");
+  // The newest 10 plays, newest first, each with its song.
+  assert.equal(body.history.length, 10);
+  const playedAt = body.history.map((h: { played_at: string }) => Date.parse(h.played_at));
+  assert.deepEqual(playedAt, [...playedAt].sort((a, b) => b - a));
+  assert.deepEqual(Object.keys(body.history[0].song).sort(), [
+    "artist",
+    "duration_ms",
+    "id",
+    "title",
+  ]);
+  assert.equal(body.playback.position_ms, 42000);
+  assert.equal(body.playback.is_playing, true);
+  assert.equal(body.playback.seq, 7);
+  assert.ok(
+    body.playback.server_time >= before - 1000 && body.playback.server_time <= Date.now() + 1000,
+  );
+  assert.deepEqual(body.presence, { type: "detailed", total: 0, members: [] });
+  assert.ok(body.server_time >= before - 1000 && body.server_time <= Date.now() + 1000);
+});
+
+Deno.test("chat_limit and history_limit bound the snapshot", async () => {
+  const { body } = await invoke(
+    listener.client,
+    `room-context?room_id=${room}&chat_limit=3&history_limit=1`,
+  );
+  assert.deepEqual(body.chat.map((m: { body: string }) => m.body), [
+    "message 58",
+    "message 59",
+    "message 60",
+  ]);
+  assert.equal(body.history.length, 1);
+});
+
+Deno.test("a room with no chat, plays or playback gives empty lists and null", async () => {
+  const { status, body } = await invoke(host.client, `room-context?room_id=${quietRoom}`);
+  assert.equal(status, 200);
+  assert.deepEqual([body.chat, body.history, body.playback], [[], [], null]);
+});
+
+async function assertError(client = listener.client, path: string, status: number, code: string) {
+  const response = await invoke(client, path);
+  assert.equal(response.status, status, `${path}: ${JSON.stringify(response.body)}`);
+  assert.equal(response.body.error.code, code, path);
+  assert.equal(typeof response.body.error.message, "string");
+  assert.equal(response.headers.get("access-control-allow-origin"), "*");
+  return response.body;
+}
+
+Deno.test("bad parameters are 400 invalid_request with the validation issues", async () => {
+  for (
+    const query of [
+      "",
+      "room_id=not-a-uuid",
+      `room_id=${room}&chat_limit=0`,
+      `room_id=${room}&chat_limit=201`,
+      `room_id=${room}&chat_limit=abc`,
+      `room_id=${room}&chat_limit=-1`,
+      `room_id=${room}&history_limit=0`,
+      `room_id=${room}&history_limit=51`,
+      `room_id=${room}&history_limit=1.5`,
+    ]
+  ) {
+    const body = await assertError(
+      listener.client,
+      `room-context?${query}`,
+      400,
+      "invalid_request",
+    );
+    assert.ok(Array.isArray(body.error.details) && body.error.details.length > 0, query);
+  }
+});
+
+Deno.test("who may read the snapshot: members only, identified only, and the room must exist", async () => {
+  await assertError(outsider.client, `room-context?room_id=${room}`, 403, "not_a_member");
+  await assertError(
+    anonymousListener.client,
+    `room-context?room_id=${room}`,
+    403,
+    "identified_only",
+  );
+  await assertError(
+    listener.client,
+    `room-context?room_id=${crypto.randomUUID()}`,
+    404,
+    "room_not_found",
+  );
+  await assertError(clientFor(), `room-context?room_id=${room}`, 403, "identified_only");
+});
+
+Deno.test("tokens and methods: 401 without or with a bad token, 405 for POST", async () => {
+  const noToken = await fetch(
+    `${Deno.env.get("SUPABASE_URL")}/functions/v1/room-context?room_id=${room}`,
+  );
+  assert.equal(noToken.status, 401);
+  assert.equal((await noToken.json()).error.code, "not_authenticated");
+  await assertError(clientFor("not.a.jwt"), `room-context?room_id=${room}`, 401, "invalid_token");
+  const post = await invoke(listener.client, `room-context?room_id=${room}`, {});
+  assert.equal(post.status, 405);
+  assert.equal(post.body.error.code, "method_not_allowed");
+});

@@ -1,0 +1,497 @@
+-- =============================================================================
+-- 05-publish-and-history: private.publish applies a channel's rule and broadcasts;
+-- public.channel_history serves what the rules kept (API.md §3, §4 history).
+--
+-- Notes:
+--  * private.publish is the backend's (postgres / service_role) and runs as postgres here.
+--    realtime.send swallows its own errors, so every broadcast is checked by finding its row in
+--    realtime.messages.
+--  * public.channel_history is called as the API roles (tests.authenticate_as), always after
+--    tests.clear_authentication() (the helpers read auth.users, which the API roles cannot).
+--  * Fixtures that are not under test (users, rooms, chat) are written as postgres. Chat ids
+--    come from an identity column, so they are found again by client_id.
+--  * pg_temp.published keeps the ids private.publish returned; pg_temp.pages keeps history
+--    pages read as a member, so they can be compared after switching users.
+--
+-- Rooms:  ...0001 main room (publish, chat pages, queue, playback)   ...0002 chat with fixed times
+--         ...0003 chat for rewind by time                             ...0004 105 recent messages
+--         ...0005 chat at the edges of a time range
+-- =============================================================================
+begin;
+select plan(57);
+
+select tests.create_user('history-host');
+select tests.create_user('history-listener');
+select tests.create_user('history-outsider');
+select tests.create_user('history-guest', true);
+select tests.create_user('history-owner');
+
+insert into public.rooms (id, name, host_id) values
+  ('05a00000-0000-4000-8000-000000000001', 'History room', tests.uid('history-host')),
+  ('05a00000-0000-4000-8000-000000000002', 'History times room', tests.uid('history-host')),
+  ('05a00000-0000-4000-8000-000000000003', 'History rewind room', tests.uid('history-host')),
+  ('05a00000-0000-4000-8000-000000000004', 'History busy room', tests.uid('history-host')),
+  ('05a00000-0000-4000-8000-000000000005', 'History edges room', tests.uid('history-host'));
+insert into public.room_members (room_id, user_id, role)
+select room_id::uuid, tests.uid(who), 'listener'
+from (values ('05a00000-0000-4000-8000-000000000001'), ('05a00000-0000-4000-8000-000000000002'),
+             ('05a00000-0000-4000-8000-000000000003'), ('05a00000-0000-4000-8000-000000000004'),
+             ('05a00000-0000-4000-8000-000000000005')) as r (room_id)
+cross join (values ('history-listener'), ('history-guest')) as u (who);
+
+create temp table published (name text primary key, id bigint);
+create temp table pages (name text primary key, result jsonb not null);
+grant select, insert on published, pages to public;
+
+-- The client_ids of a history answer's items, in order.
+create function pg_temp.client_ids(result jsonb) returns text[]
+language sql immutable as $$
+  select coalesce(array_agg(i.item -> 'data' ->> 'client_id' order by i.n), '{}')
+  from jsonb_array_elements(result -> 'items') with ordinality as i (item, n)
+$$;
+-- The id of a chat message, by client_id.
+create function pg_temp.chat_id(client text) returns bigint
+language sql stable as $$
+  select m.id from public.messages m where m.client_id = chat_id.client
+$$;
+create function pg_temp.published_id(key text) returns bigint
+language sql stable as $$
+  select p.id from pg_temp.published p where p.name = published_id.key
+$$;
+create function pg_temp.page(key text) returns jsonb
+language sql stable as $$
+  select p.result from pg_temp.pages p where p.name = page.key
+$$;
+-- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
+-- API roles.
+grant execute on function pg_temp.client_ids(jsonb), pg_temp.chat_id(text),
+  pg_temp.published_id(text), pg_temp.page(text) to public;
+
+
+-- -----------------------------------------------------------------------------
+-- private.publish
+-- -----------------------------------------------------------------------------
+
+insert into published (name, id) values
+  ('queue 1', private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added', '{"song": "first"}'));
+
+select ok(pg_temp.published_id('queue 1') is not null, 'publish returns the id of the message');
+select is(
+  (select count(*)::int from realtime.messages m
+   where m.topic = 'room:05a00000-0000-4000-8000-000000000001:queue' and m.event = 'queue:added'
+     and m.private and m.extension = 'broadcast'
+     and m.payload ->> 'song' = 'first' and m.payload ->> 'id' is not null),
+  1,
+  'publish broadcasts on the private channel: the row lands in realtime.messages with an id in its payload');
+select results_eq(
+  $$ select id, channel, event, data from private.channel_messages
+     where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' $$,
+  $$ values (pg_temp.published_id('queue 1'), 'room:05a00000-0000-4000-8000-000000000001:queue'::text,
+             'queue:added'::text, '{"song": "first"}'::jsonb) $$,
+  'a message on a queue channel is kept in its history');
+select results_eq(
+  $$ select id, event, data from private.channel_last_messages
+     where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' $$,
+  $$ values (pg_temp.published_id('queue 1'), 'queue:added'::text, '{"song": "first"}'::jsonb) $$,
+  'a message on a queue channel is kept as its last message');
+
+insert into published (name, id) values
+  ('queue 2', private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:removed', '{"song": "second"}'));
+
+select ok(pg_temp.published_id('queue 2') > pg_temp.published_id('queue 1'),
+  'a later message gets a greater id');
+select results_eq(
+  $$ select id, event, data from private.channel_last_messages
+     where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' $$,
+  $$ values (pg_temp.published_id('queue 2'), 'queue:removed'::text, '{"song": "second"}'::jsonb) $$,
+  'a second message on a queue channel replaces its last message');
+select results_eq(
+  $$ select id from private.channel_messages
+     where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' order by id $$,
+  $$ values (pg_temp.published_id('queue 1')), (pg_temp.published_id('queue 2')) $$,
+  'both messages on the queue channel stay in its history');
+
+-- Playback: persist_last, no history.
+insert into published (name, id) values
+  ('playback 1', private.publish('room:05a00000-0000-4000-8000-000000000001:playback', 'playback:position',
+                                 '{"position_ms": 1000, "seq": 1}')),
+  ('playback 2', private.publish('room:05a00000-0000-4000-8000-000000000001:playback', 'playback:position',
+                                 '{"position_ms": 2000, "seq": 2}'));
+
+select results_eq(
+  $$ select id, event, data from private.channel_last_messages
+     where channel = 'room:05a00000-0000-4000-8000-000000000001:playback' $$,
+  $$ values (pg_temp.published_id('playback 2'), 'playback:position'::text,
+             '{"position_ms": 2000, "seq": 2}'::jsonb) $$,
+  'a playback channel keeps its last message');
+select is_empty(
+  $$ select 1 from private.channel_messages where channel = 'room:05a00000-0000-4000-8000-000000000001:playback' $$,
+  'a playback channel keeps no history');
+select is(
+  (select count(*)::int from realtime.messages m
+   where m.topic = 'room:05a00000-0000-4000-8000-000000000001:playback' and m.event = 'playback:position'),
+  2,
+  'every playback message is broadcast');
+
+-- Meta: nothing persisted, still broadcast.
+insert into published (name, id) values
+  ('meta', private.publish('room:05a00000-0000-4000-8000-000000000001', 'presence:member_added',
+                           '{"user_id": "someone", "total": 1}'));
+
+select ok(
+  not exists (select 1 from private.channel_messages where channel = 'room:05a00000-0000-4000-8000-000000000001')
+  and not exists (select 1 from private.channel_last_messages where channel = 'room:05a00000-0000-4000-8000-000000000001'),
+  'a message on the room meta channel is not persisted');
+select is(
+  (select count(*)::int from realtime.messages m
+   where m.topic = 'room:05a00000-0000-4000-8000-000000000001' and m.event = 'presence:member_added'
+     and m.private and m.extension = 'broadcast' and m.payload ->> 'total' = '1'),
+  1,
+  'a message on the room meta channel is still broadcast');
+
+-- Push.
+insert into published (name, id) values
+  ('chat push', private.publish('room:05a00000-0000-4000-8000-000000000001:chat', 'chat:batch',
+                                '{"messages": []}', '{"title": "New message"}'));
+
+select results_eq(
+  $$ select id, channel, event, push, sent_at from private.push_outbox where id = pg_temp.published_id('chat push') $$,
+  $$ values (pg_temp.published_id('chat push'), 'room:05a00000-0000-4000-8000-000000000001:chat'::text,
+             'chat:batch'::text, '{"title": "New message"}'::jsonb, null::timestamptz) $$,
+  'a push on a chat channel goes to the push outbox, unsent');
+select throws_ok(
+  $$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added',
+                            '{"song": "pushed"}', '{"title": "Queue"}') $$,
+  'WS400', 'push_not_enabled',
+  'a push on a queue channel is refused with push_not_enabled');
+
+-- Payload size: at most the rule's max_payload_bytes, as JSON text (`{"b": "` + body + `"}`).
+select lives_ok(
+  format($$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:exact',
+                                   jsonb_build_object('b', repeat('x', %s))) $$,
+         (select max_payload_bytes - 9 from private.channel_rules where namespace = 'room' and kind = 'queue')),
+  'a payload of exactly max_payload_bytes is published');
+select throws_ok(
+  format($$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:too-big',
+                                   jsonb_build_object('b', repeat('x', %s))) $$,
+         (select max_payload_bytes - 8 from private.channel_rules where namespace = 'room' and kind = 'queue')),
+  'WS413', 'payload_too_large',
+  'a payload one byte over max_payload_bytes is refused with payload_too_large');
+select is_empty(
+  $$ select 1 from private.channel_messages where event = 'queue:too-big' $$,
+  'a refused payload is not kept in the history');
+select is_empty(
+  $$ select 1 from realtime.messages where event = 'queue:too-big' $$,
+  'a refused payload is not broadcast');
+
+select throws_ok(
+  $$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added', '[1, 2]') $$,
+  'WS400', 'invalid_request',
+  'an array payload is refused');
+select throws_ok(
+  $$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added', '"text"') $$,
+  'WS400', 'invalid_request',
+  'a scalar payload is refused');
+select throws_ok(
+  $$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', '', '{}') $$,
+  'WS400', 'invalid_request',
+  'a message without an event is refused');
+select throws_ok(
+  $$ select private.publish('room:not-a-uuid:queue', 'queue:added', '{}') $$,
+  'WS400', 'invalid_request',
+  'a malformed channel is refused');
+select throws_ok(
+  $$ select private.publish('room:05a00000-0000-4000-8000-000000000001:lyrics', 'lyrics:line', '{}') $$,
+  'WS400', 'invalid_request',
+  'a channel of an unknown kind is refused');
+
+select tests.authenticate_as('history-host');
+select throws_ok(
+  $$ select private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added', '{}') $$,
+  '42501', null,
+  'a signed-in user, even the host, cannot execute private.publish');
+select tests.clear_authentication();
+
+
+-- -----------------------------------------------------------------------------
+-- Chat history (the messages table): order, limits, pages
+-- -----------------------------------------------------------------------------
+
+insert into public.messages (room_id, user_id, client_id, body)
+select '05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-' || n, 'Message ' || n
+from generate_series(1, 5) as n;
+
+select tests.authenticate_as('history-listener');
+
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat')),
+  array['page-5', 'page-4', 'page-3', 'page-2', 'page-1'],
+  'chat history goes backwards, newest first, by default');
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', direction => 'forwards')),
+  array['page-1', 'page-2', 'page-3', 'page-4', 'page-5'],
+  'chat history forwards is oldest first');
+
+-- Backwards in pages of 2, with messages arriving between the pages.
+insert into pg_temp.pages values
+  ('back 1', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2));
+
+select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-6', 'Message 6');
+select tests.authenticate_as('history-listener');
+
+insert into pg_temp.pages values
+  ('back 2', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
+                                    after_id => (pg_temp.page('back 1') -> 'items' -> -1 ->> 'id')::bigint));
+
+select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-7', 'Message 7');
+select tests.authenticate_as('history-listener');
+
+insert into pg_temp.pages values
+  ('back 3', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
+                                    after_id => (pg_temp.page('back 2') -> 'items' -> -1 ->> 'id')::bigint));
+
+select is(pg_temp.client_ids(pg_temp.page('back 1')), array['page-5', 'page-4'],
+  'a backwards page holds at most max_items, newest first');
+select is(pg_temp.page('back 1') -> 'has_more', 'true'::jsonb,
+  'has_more is true when older messages exist');
+select is(
+  pg_temp.client_ids(pg_temp.page('back 1')) || pg_temp.client_ids(pg_temp.page('back 2'))
+    || pg_temp.client_ids(pg_temp.page('back 3')),
+  array['page-5', 'page-4', 'page-3', 'page-2', 'page-1'],
+  'backwards pages continue after after_id: no message twice, none skipped, new ones not mixed in');
+select is(pg_temp.page('back 2') -> 'has_more', 'true'::jsonb,
+  'has_more stays true on a middle page');
+select is(pg_temp.page('back 3') -> 'has_more', 'false'::jsonb,
+  'has_more is false on the last page');
+
+-- Forwards in pages of 3, with messages arriving between the pages.
+insert into pg_temp.pages values
+  ('fwd 1', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+                                   direction => 'forwards'));
+
+select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-8', 'Message 8');
+select tests.authenticate_as('history-listener');
+
+insert into pg_temp.pages values
+  ('fwd 2', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+                                   direction => 'forwards',
+                                   after_id => (pg_temp.page('fwd 1') -> 'items' -> -1 ->> 'id')::bigint));
+
+select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-9', 'Message 9');
+select tests.authenticate_as('history-listener');
+
+insert into pg_temp.pages values
+  ('fwd 3', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+                                   direction => 'forwards',
+                                   after_id => (pg_temp.page('fwd 2') -> 'items' -> -1 ->> 'id')::bigint));
+
+select is(pg_temp.client_ids(pg_temp.page('fwd 1')), array['page-1', 'page-2', 'page-3'],
+  'a forwards page holds at most max_items, oldest first');
+select is(
+  pg_temp.client_ids(pg_temp.page('fwd 1')) || pg_temp.client_ids(pg_temp.page('fwd 2'))
+    || pg_temp.client_ids(pg_temp.page('fwd 3')),
+  array['page-1', 'page-2', 'page-3', 'page-4', 'page-5', 'page-6', 'page-7', 'page-8', 'page-9'],
+  'forwards pages continue after after_id and reach the messages that arrived meanwhile, each once');
+select is(
+  array[pg_temp.page('fwd 1') -> 'has_more', pg_temp.page('fwd 2') -> 'has_more', pg_temp.page('fwd 3') -> 'has_more'],
+  array['true'::jsonb, 'true'::jsonb, 'false'::jsonb],
+  'forwards, has_more is true until the last page');
+
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', rewind_items => 3)),
+  array['page-7', 'page-8', 'page-9'],
+  'rewind_items gives the last N, oldest first');
+
+
+-- -----------------------------------------------------------------------------
+-- Chat history: time ranges, rewind, item shape
+-- -----------------------------------------------------------------------------
+
+select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body, created_at)
+select '05a00000-0000-4000-8000-000000000002', tests.uid('history-host'), 'time-' || n, 'At minute ' || n,
+       timestamptz '2026-01-01 00:00:00+00' + n * interval '1 minute'
+from generate_series(1, 5) as n;
+insert into public.messages (room_id, user_id, client_id, body, created_at)
+select '05a00000-0000-4000-8000-000000000003', tests.uid('history-host'), 'rewind-' || n, 'Rewind ' || n,
+       now() - ago
+from (values (1, interval '10 minutes'), (2, interval '5 minutes'), (3, interval '30 seconds'),
+             (4, interval '20 seconds'), (5, interval '10 seconds')) as t (n, ago);
+insert into public.messages (room_id, user_id, client_id, body, created_at)
+select '05a00000-0000-4000-8000-000000000004', tests.uid('history-host'), 'busy-' || n, 'Busy ' || n,
+       now() - (106 - n) * interval '100 milliseconds'
+from generate_series(1, 105) as n;
+-- Timestamps reach clients in whole milliseconds: one at 00:04:00.0009 shows as 00:04:00.000.
+insert into public.messages (room_id, user_id, client_id, body, created_at)
+select '05a00000-0000-4000-8000-000000000005', tests.uid('history-host'), client_id, client_id, at
+from (values ('edge-before', timestamptz '2026-01-01 00:01:59.999+00'),
+             ('edge-start', timestamptz '2026-01-01 00:02:00+00'),
+             ('edge-end', timestamptz '2026-01-01 00:04:00.0009+00'),
+             ('edge-after', timestamptz '2026-01-01 00:04:00.001+00')) as t (client_id, at);
+select tests.authenticate_as('history-listener');
+
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat',
+    start_ms => private.epoch_ms('2026-01-01 00:02:00+00'), end_ms => private.epoch_ms('2026-01-01 00:04:00+00'))),
+  array['time-4', 'time-3', 'time-2'],
+  'start_ms and end_ms are inclusive (backwards)');
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', direction => 'forwards',
+    start_ms => private.epoch_ms('2026-01-01 00:02:00+00'), end_ms => private.epoch_ms('2026-01-01 00:04:00+00'))),
+  array['time-2', 'time-3', 'time-4'],
+  'start_ms and end_ms are inclusive (forwards)');
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000005:chat', direction => 'forwards',
+    start_ms => private.epoch_ms('2026-01-01 00:02:00+00'), end_ms => private.epoch_ms('2026-01-01 00:04:00+00'))),
+  array['edge-start', 'edge-end'],
+  'start_ms and end_ms are inclusive to the millisecond and exclude the next one on either side');
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', rewind_items => 10)),
+  array['time-1', 'time-2', 'time-3', 'time-4', 'time-5'],
+  'rewind_items larger than the history gives all of it, oldest first');
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000003:chat', rewind_ms => 60000)),
+  array['rewind-3', 'rewind-4', 'rewind-5'],
+  'rewind_ms gives the messages within that time, oldest first');
+select is(
+  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000004:chat', rewind_ms => 60000)),
+  (select array_agg('busy-' || n order by n) from generate_series(6, 105) as n),
+  'rewind_ms gives at most 100, the newest, oldest first');
+
+select is(
+  public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', max_items => 1) -> 'items' -> 0,
+  (select jsonb_build_object(
+     'id', m.id, 'event', 'chat:message',
+     'data', jsonb_build_object('id', m.id, 'room_id', m.room_id, 'user_id', m.user_id,
+                                'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at),
+     'timestamp', extract(epoch from timestamptz '2026-01-01 00:05:00+00')::bigint * 1000)
+   from public.messages m where m.client_id = 'time-5'),
+  'a chat item is {id, event: chat:message, data: the Message, timestamp in epoch ms}');
+
+
+-- -----------------------------------------------------------------------------
+-- Channel history (private.channel_messages): queue, retention, persist_last only
+-- -----------------------------------------------------------------------------
+
+select is(
+  (select jsonb_agg(jsonb_build_object('event', i -> 'event', 'data', i -> 'data'))
+   from jsonb_array_elements(
+     public.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards') -> 'items') as i
+   where i ->> 'event' in ('queue:added', 'queue:removed')),
+  '[{"event": "queue:added", "data": {"song": "first"}}, {"event": "queue:removed", "data": {"song": "second"}}]'::jsonb,
+  'queue history items carry their event and payload');
+select is(
+  (public.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards')
+     -> 'items' -> 0 ->> 'id')::bigint,
+  pg_temp.published_id('queue 1'),
+  'a queue item''s id is the id publish returned');
+
+-- Retention: queue history is kept 24 h.
+select tests.clear_authentication();
+insert into published (name, id) values
+  ('old', private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "old"}')),
+  ('recent 1', private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "recent 1"}')),
+  ('recent 2', private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "recent 2"}'));
+update private.channel_messages set created_at = now() - interval '25 hours' where id = pg_temp.published_id('old');
+select tests.authenticate_as('history-listener');
+
+select is(
+  (select array_agg((i ->> 'id')::bigint order by n)
+   from jsonb_array_elements(
+     public.channel_history('room:05a00000-0000-4000-8000-000000000003:queue', direction => 'forwards') -> 'items')
+     with ordinality as t (i, n)),
+  array[pg_temp.published_id('recent 1'), pg_temp.published_id('recent 2')],
+  'a queue message older than 24 h is not served');
+
+select tests.clear_authentication();
+select is(private.purge_channel_history(), 1::bigint,
+  'the purge removes the one message past its retention and says so');
+select results_eq(
+  $$ select id from private.channel_messages where channel = 'room:05a00000-0000-4000-8000-000000000003:queue' order by id $$,
+  $$ values (pg_temp.published_id('recent 1')), (pg_temp.published_id('recent 2')) $$,
+  'the purge keeps the messages within their retention');
+
+-- Playback keeps only its last message.
+select tests.authenticate_as('history-listener');
+select is(
+  public.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', rewind_items => 1) -> 'items',
+  jsonb_build_array(jsonb_build_object(
+    'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
+    'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
+  'rewind_items 1 on a playback channel gives its last published state');
+select is(
+  public.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 1),
+  jsonb_build_object('items', jsonb_build_array(jsonb_build_object(
+    'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
+    'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
+    'has_more', false),
+  'max_items 1 on a playback channel gives its last published state');
+select throws_ok(
+  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 2) $$,
+  'WS400', 'invalid_request',
+  'a playback channel answers only for its last message');
+select throws_ok(
+  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001') $$,
+  'WS404', 'not_found',
+  'the room meta channel keeps nothing: not_found');
+
+
+-- -----------------------------------------------------------------------------
+-- Who may read history
+-- -----------------------------------------------------------------------------
+
+select tests.clear_authentication();
+insert into published (name, id) values
+  ('activity', private.publish('user:' || tests.uid('history-owner') || ':activity', 'activity:played',
+                               '{"song": "mine"}'));
+select tests.authenticate_as('history-owner');
+
+select is(
+  public.channel_history('user:' || tests.uid('history-owner') || ':activity') -> 'items' -> 0 -> 'data',
+  '{"song": "mine"}'::jsonb,
+  'a user reads the history of their own activity channel');
+
+select tests.clear_authentication();
+select tests.authenticate_as('history-outsider');
+select throws_ok(
+  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat') $$,
+  'WS403', 'not_a_member',
+  'a non-member cannot read a room''s chat history');
+select throws_ok(
+  format($$ select public.channel_history('user:%s:activity') $$, tests.uid('history-owner')),
+  'WS403', 'user_id_mismatch',
+  'a user cannot read someone else''s activity history');
+
+select tests.clear_authentication();
+select tests.authenticate_as('history-guest');
+select throws_ok(
+  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat') $$,
+  'WS403', 'identified_only',
+  'an anonymous member cannot read chat history');
+
+select tests.clear_authentication();
+select tests.authenticate_as('history-owner');
+select set_config('request.headers', '{"x-forwarded-proto": "http"}', true);
+select throws_ok(
+  format($$ select public.channel_history('user:%s:notifications') $$, tests.uid('history-owner')),
+  'WS403', 'tls_required',
+  'notifications history is not served over plain HTTP, even to their owner');
+select set_config('request.headers', '', true);
+
+select throws_ok(
+  $$ select public.channel_history('room:05A00000-0000-4000-8000-000000000001:chat') $$,
+  'WS400', 'invalid_request',
+  'a malformed channel is refused');
+
+select tests.clear_authentication();
+
+select * from finish();
+rollback;
