@@ -64,6 +64,7 @@ export async function invoke(
   client: SupabaseClient,
   path: string,
   body?: unknown,
+  // deno-lint-ignore no-explicit-any -- tests read whatever JSON came back, errors included
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const { data, error, response } = await client.functions.invoke(path, {
     method: body === undefined ? "GET" : "POST",
