@@ -89,29 +89,36 @@ create index playback_state_song_id_idx on public.playback_state (song_id);
  * ----
  */
 
-/** The rooms the caller belongs to. Security definer so policies on room_members can use it
- * without recursing into their own RLS. */
+/**
+ * The rooms the caller belongs to. Security definer so policies on room_members can use it
+ * without recursing into their own RLS. The helpers that policies call are PL/pgSQL: their plans
+ * are kept for the session, where a non-inlined SQL function is planned again at every call.
+ */
 create function private.my_room_ids()
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select m.room_id from public.room_members m where m.user_id = (select auth.uid())
+begin
+  return query select m.room_id from public.room_members m where m.user_id = auth.uid();
+end;
 $$;
 grant execute on function private.my_room_ids() to authenticated;
 
 /** The caller's role in a room, or null when they are not a member. */
 create function private.my_room_role(room uuid)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select m.role from public.room_members m
-  where m.room_id = my_room_role.room and m.user_id = (select auth.uid())
+begin
+  return (select m.role from public.room_members m
+          where m.room_id = my_room_role.room and m.user_id = auth.uid());
+end;
 $$;
 grant execute on function private.my_room_role(uuid) to authenticated;
 

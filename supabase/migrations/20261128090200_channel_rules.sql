@@ -128,37 +128,47 @@ create type private.channel as (namespace text, resource_id uuid, kind text);
 /**
  * Parses `<namespace>:<uuid>[:<kind>]` (the uuid in canonical lower-case form; no kind = `meta`).
  * Returns null for anything malformed or for a namespace/kind that is not in channel_kinds.
+ * PL/pgSQL, like the other per-request helpers, so its plan is kept for the session.
  */
 create function private.parse_channel(topic text)
 returns private.channel
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select row(p[1], p[2]::uuid, coalesce(p[3], 'meta'))::private.channel
-  from regexp_match(
+declare
+  part text[] := regexp_match(
     parse_channel.topic,
     '^([a-z]+):([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?::([a-z]+))?$'
-  ) as p
+  );
+begin
   -- `meta` is only ever implied: `room:{id}:meta` is not a second name for `room:{id}`.
-  where p[3] is distinct from 'meta'
-    and exists (
-      select 1 from private.channel_kinds k
-      where k.namespace = p[1] and k.kind = coalesce(p[3], 'meta')
-    )
+  if part is null or part[3] = 'meta' or not exists (
+    select 1 from private.channel_kinds k
+    where k.namespace = part[1] and k.kind = coalesce(part[3], 'meta')
+  ) then
+    return null;
+  end if;
+  return row(part[1], part[2]::uuid, coalesce(part[3], 'meta'))::private.channel;
+end;
 $$;
 
 /** The rule of a parsed channel: its kind's override, else its namespace's row. */
 create function private.channel_rule(channel private.channel)
 returns private.channel_rules
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select r.* from private.channel_rules r
+declare
+  rule private.channel_rules;
+begin
+  select r.* into rule from private.channel_rules r
   where r.namespace = (channel).namespace and r.kind in ((channel).kind, '*')
   order by r.kind = '*'
-  limit 1
+  limit 1;
+  return rule;
+end;
 $$;
 
 /**

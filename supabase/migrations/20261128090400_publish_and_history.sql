@@ -62,14 +62,14 @@ revoke all on private.channel_messages, private.channel_last_messages, private.p
 
 /**
  * ----
- * Shapes shared by every endpoint
+ * Shapes shared by every endpoint. Plain SQL without SET clauses, so the planner inlines them
+ * into the queries that build JSON for many rows.
  * ----
  */
 create function private.epoch_ms(at timestamptz)
 returns bigint
 language sql
 immutable
-set search_path = ''
 as $$
   select floor(extract(epoch from at) * 1000)::bigint
 $$;
@@ -79,7 +79,6 @@ create function private.message_json(m public.messages)
 returns jsonb
 language sql
 stable
-set search_path = ''
 as $$
   select jsonb_build_object(
     'id', m.id, 'room_id', m.room_id, 'user_id', m.user_id, 'client_id', m.client_id,

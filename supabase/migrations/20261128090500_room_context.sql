@@ -8,29 +8,31 @@
  */
 
 /** API.md's PlaybackState, with the server's clock so a client can place the position. */
-create function private.playback_json(p public.playback_state)
+create function private.playback_json(p public.playback_state, server_time timestamptz)
 returns jsonb
 language sql
 stable
-set search_path = ''
 as $$
   select jsonb_build_object(
     'room_id', p.room_id, 'song_id', p.song_id, 'position_ms', p.position_ms,
     'is_playing', p.is_playing, 'seq', p.seq, 'updated_at', p.updated_at,
-    'server_time', private.epoch_ms(clock_timestamp())
+    'server_time', private.epoch_ms(server_time)
   )
 $$;
-grant execute on function private.playback_json(public.playback_state) to authenticated, service_role;
+grant execute on function private.playback_json(public.playback_state, timestamptz)
+  to authenticated, service_role;
 
 /** Whether a room exists, whoever may see it: tells 404 from 403. */
 create function private.room_exists(room uuid)
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (select 1 from public.rooms r where r.id = room_exists.room)
+begin
+  return exists (select 1 from public.rooms r where r.id = room_exists.room);
+end;
 $$;
 grant execute on function private.room_exists(uuid) to authenticated, service_role;
 
@@ -70,8 +72,10 @@ begin
     'history', (
       select coalesce(jsonb_agg(jsonb_build_object(
                'id', h.id, 'played_at', h.played_at,
-               'song', jsonb_build_object('id', s.id, 'title', s.title, 'artist', s.artist,
-                                          'duration_ms', s.duration_ms))
+               -- Looked up by primary key per play: a join would scan the whole catalogue.
+               'song', (select jsonb_build_object('id', s.id, 'title', s.title, 'artist', s.artist,
+                                                  'duration_ms', s.duration_ms)
+                        from public.songs s where s.id = h.song_id))
              order by h.played_at desc, h.id desc), '[]')
       from (
         select * from public.play_history h
@@ -79,10 +83,10 @@ begin
         order by h.played_at desc, h.id desc
         limit history_limit
       ) h
-      join public.songs s on s.id = h.song_id
     ),
     'playback', (
-      select private.playback_json(p) from public.playback_state p where p.room_id = room_context.room_id
+      select private.playback_json(p, clock_timestamp()) from public.playback_state p
+      where p.room_id = room_context.room_id
     ),
     -- Presence arrives with the presence tables; until then nobody is counted as present.
     'presence', jsonb_build_object('type', 'detailed', 'total', 0, 'members', '[]'::jsonb),

@@ -20,6 +20,27 @@ export type Claims = JWTPayload & {
 };
 
 const asymmetricAlgorithms = ["RS256", "ES256", "EdDSA"];
+
+// Importing the HMAC key costs more than the check itself: do it once per secret.
+let hmacKey: { secret: string; key: Promise<CryptoKey> } | undefined;
+function legacySecretKey(secret: string): Promise<CryptoKey> {
+  if (hmacKey?.secret !== secret) {
+    const key = crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["verify"],
+    );
+    hmacKey = { secret, key };
+  }
+  return hmacKey.key;
+}
+
+// A client sends the same token on every request until it expires; remember the verified ones
+// (bounded, oldest dropped first) so each is checked once, and never past its `exp`.
+const verifiedTokens = new Map<string, Claims>();
+const maxVerifiedTokens = 10_000;
 let jwks: ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet> | undefined;
 
 // Asymmetric signing keys: SUPABASE_JWKS when given (the CLI injects it locally), otherwise the
@@ -46,6 +67,18 @@ function invalidToken(message: string): HttpError {
  * `exp` and roles other than the API roles are refused with 401 `invalid_token`.
  */
 export async function verifyJwt(token: string): Promise<Claims> {
+  const known = verifiedTokens.get(token);
+  if (known && (known.exp ?? 0) * 1000 > Date.now()) return known;
+  verifiedTokens.delete(token);
+  const claims = await verifySignedJwt(token);
+  if (verifiedTokens.size >= maxVerifiedTokens) {
+    verifiedTokens.delete(verifiedTokens.keys().next().value!);
+  }
+  verifiedTokens.set(token, claims);
+  return claims;
+}
+
+async function verifySignedJwt(token: string): Promise<Claims> {
   let alg: string | undefined;
   try {
     alg = decodeProtectedHeader(token).alg;
@@ -57,7 +90,7 @@ export async function verifyJwt(token: string): Promise<Claims> {
     if (alg === "HS256") {
       const secret = Deno.env.get("JWT_SECRET");
       if (!secret) throw invalidToken("HS256 tokens are not accepted: JWT_SECRET is not set.");
-      ({ payload } = await jwtVerify(token, new TextEncoder().encode(secret), {
+      ({ payload } = await jwtVerify(token, await legacySecretKey(secret), {
         algorithms: ["HS256"],
         requiredClaims: ["exp"],
       }));

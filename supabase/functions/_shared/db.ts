@@ -46,10 +46,13 @@ export function asCaller<T>(
 ): Promise<T> {
   const headers = { "x-forwarded-proto": req?.headers.get("x-forwarded-proto") ?? "https" };
   return db().begin(async (tx) => {
-    await tx`select set_config('role', ${claims.role}, true),
+    // Not awaited before `work` starts: postgres.js pipelines the settings with the first query
+    // of the work (they still run in order), saving a round trip.
+    const settings = tx`select set_config('role', ${claims.role}, true),
                     set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
-                    set_config('request.headers', ${JSON.stringify(headers)}, true)`;
-    return await work(tx);
+                    set_config('request.headers', ${JSON.stringify(headers)}, true)`.execute();
+    const [, result] = await Promise.all([settings, work(tx)]);
+    return result;
   }) as Promise<T>;
 }
 

@@ -1,0 +1,43 @@
+// The seed's getRecentContext (shared/reference/seed-pusher-ably-patterns.md §5) as an Edge
+// Function, for bench/late-joiner.ts to set against room-context: three queries issued one after
+// another, each in its own transaction as the caller, as supabase-js → PostgREST would run them
+// (PostgREST makes every request its own transaction with the JWT's role and claims). The
+// queries are the seed's, ordering included (created_at, played_at). Benchmark only.
+import { requireClaims } from "../../../../supabase/functions/_shared/auth.ts";
+import { asCaller } from "../../../../supabase/functions/_shared/db.ts";
+import { handle, json } from "../../../../supabase/functions/_shared/http.ts";
+import { parse, queryOf, z } from "../../../../supabase/functions/_shared/validation.ts";
+
+const query = z.object({ room_id: z.guid() });
+
+export const handler = handle({
+  GET: async (req) => {
+    const claims = await requireClaims(req);
+    const { room_id } = parse(query, queryOf(req));
+    // from('messages').select('*').eq('room_id', id).order('created_at', desc).limit(50)
+    const chat = await asCaller(
+      claims,
+      (tx) =>
+        tx`select * from public.messages where room_id = ${room_id}
+           order by created_at desc limit 50`,
+      req,
+    );
+    // from('play_history').select('*, songs(*)').eq('room_id', id).order('played_at', desc)
+    // .limit(10): PostgREST embeds the to-one song as one JSON object per row.
+    const history = await asCaller(
+      claims,
+      (tx) =>
+        tx`select h.*, (select to_jsonb(s) from public.songs s where s.id = h.song_id) as songs
+           from public.play_history h where h.room_id = ${room_id}
+           order by h.played_at desc limit 10`,
+      req,
+    );
+    // getRoomState(roomId): the room's playback state.
+    const [current] = await asCaller(
+      claims,
+      (tx) => tx`select * from public.playback_state where room_id = ${room_id}`,
+      req,
+    );
+    return json(200, { chat: [...chat].reverse(), history, current: current ?? null });
+  },
+});
