@@ -1,5 +1,6 @@
--- Demo data for the local stack (never run on hosted projects). `supabase db push --include-seed`
--- runs it again whenever it changes, so every insert must be idempotent.
+-- Demo data for the local stack (never run on hosted projects), loaded when `npm start` creates
+-- the database (`supabase db push --include-seed`; `npm run reset` to load a changed seed).
+-- Every insert is idempotent all the same.
 
 -- Users, with fixed ids so tokens for them can be minted with local/keys.ts `userToken(id)`.
 insert into auth.users (id, email, raw_user_meta_data, raw_app_meta_data, role, aud, is_anonymous)

@@ -154,8 +154,10 @@ declare
 begin
   select r.host_id into room_host from public.rooms r
   where r.id = coalesce(new.room_id, old.room_id);
-  if room_host is null then
-    return coalesce(new, old); -- the room is being deleted
+  -- The room, or the member's user, is being deleted (a cascade): nothing to protect.
+  if room_host is null
+     or (tg_op = 'DELETE' and not exists (select 1 from auth.users u where u.id = old.user_id)) then
+    return coalesce(new, old);
   end if;
   if tg_op in ('UPDATE', 'DELETE') and old.user_id = room_host then
     raise exception 'The host''s membership cannot be changed or removed'
@@ -180,6 +182,7 @@ for each row execute function private.protect_host_membership();
  */
 revoke all on public.rooms, public.room_members, public.songs, public.messages,
   public.play_history, public.playback_state from anon, authenticated;
+revoke all on sequence public.messages_id_seq, public.play_history_id_seq from anon, authenticated;
 
 grant select, delete on public.rooms to authenticated;
 grant insert (name, visibility, host_id), update (name, visibility) on public.rooms to authenticated;
@@ -202,7 +205,7 @@ alter table public.playback_state enable row level security;
  */
 -- host_id too, not only membership: the host's member row is added by an AFTER trigger, and
 -- `insert ... returning` (supabase-js `.insert().select()`) checks this policy before it runs.
-create policy "Public rooms and the caller's rooms are visible to signed-in users"
+create policy "Signed-in users see public rooms and their own"
 on public.rooms for select to authenticated
 using (
   visibility = 'public'

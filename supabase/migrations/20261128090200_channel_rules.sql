@@ -57,6 +57,8 @@ create table private.channel_rules (
   max_payload_bytes int not null default 65536 check (max_payload_bytes > 0),
   primary key (namespace, kind),
   check ((history = 'channel') = (history_retention is not null)),
+  -- The messages table holds room chat only.
+  check (history <> 'messages' or (namespace = 'room' and kind = 'chat')),
   check ((batch_interval_ms is null) = (batch_max is null)),
   check ((conflation_interval_ms is null) = (conflation_key is null))
 );

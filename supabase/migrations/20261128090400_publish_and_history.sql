@@ -6,9 +6,9 @@
  * (payload size, push, persist all, persist last) and sends through realtime.send on the
  * private channel. public.channel_history serves what the rules persisted.
  *
- * Errors meant for clients are raised with SQLSTATE 'WS' + HTTP status (WS400, WS403, WS404,
- * WS413, WS429), the contract's error code as the message and a sentence as the detail; the
- * functions turn them into `{"error": {code, message}}` with that status.
+ * Errors meant for clients are raised with SQLSTATE 'WS' + HTTP status (e.g. WS400, WS403), the
+ * contract's error code as the message and a sentence as the detail; the functions turn them
+ * into `{"error": {code, message}}` with that status.
  */
 
 /**
@@ -151,6 +151,9 @@ begin
     perform private.raise_client_error(400, 'invalid_request', format('%L is not a channel.', publish.channel));
   end if;
   rule := private.channel_rule(parsed);
+  if rule is null then
+    perform private.raise_client_error(400, 'invalid_request', format('%L has no channel rule.', publish.channel));
+  end if;
   if jsonb_typeof(payload) is distinct from 'object' or event is null or event = '' then
     perform private.raise_client_error(400, 'invalid_request', 'A message needs an event and an object payload.');
   end if;
@@ -173,7 +176,9 @@ begin
     insert into private.channel_last_messages (channel, id, event, data, created_at)
     values (publish.channel, message_id, publish.event, payload, now())
     on conflict on constraint channel_last_messages_pkey do update
-      set id = excluded.id, event = excluded.event, data = excluded.data, created_at = excluded.created_at;
+      set id = excluded.id, event = excluded.event, data = excluded.data, created_at = excluded.created_at
+      -- Two publishes can commit out of order: the newer message stays the last one.
+      where private.channel_last_messages.id < excluded.id;
   end if;
   perform realtime.send(payload, publish.event, publish.channel, true);
   return message_id;
@@ -266,8 +271,8 @@ begin
     perform private.raise_client_error(404, 'not_found', format('Messages on %s are not kept.', rule.target));
   end if;
   perform private.require_channel_access(channel_history.channel, 'history');
-  if direction not in ('backwards', 'forwards')
-     or max_items not between 1 and 1000
+  if direction is null or direction not in ('backwards', 'forwards')
+     or max_items is null or max_items not between 1 and 1000
      or rewind_items not between 1 and 100
      or rewind_ms <= 0 then
     perform private.raise_client_error(400, 'invalid_request', 'A history parameter is out of range.');
@@ -298,7 +303,7 @@ begin
   end if;
   if rule.history = 'none' then
     perform private.raise_client_error(400, 'invalid_request',
-      format('%s keeps only its last message: ask for rewind=1 or limit=1.', rule.target));
+      format('%s keeps only its last message: ask for rewind=1, or limit=1 without cursor, direction or end.', rule.target));
   end if;
 
   -- One page in id order (ascending = chronological), read newest first for backwards and

@@ -38,7 +38,8 @@ function legacySecretKey(secret: string): Promise<CryptoKey> {
 }
 
 // A client sends the same token on every request until it expires; remember the verified ones
-// (bounded, oldest dropped first) so each is checked once, and never past its `exp`.
+// (bounded, oldest dropped first) so each is checked once, and never past its `exp`. A token
+// stays accepted until then even if its signing key is rotated away, as with any stateless JWT.
 const verifiedTokens = new Map<string, Claims>();
 const maxVerifiedTokens = 10_000;
 let jwks: ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet> | undefined;
@@ -104,7 +105,20 @@ async function verifySignedJwt(token: string): Promise<Claims> {
     }
   } catch (error) {
     if (error instanceof HttpError) throw error;
-    const reason = (error as { code?: string }).code === "ERR_JWT_EXPIRED"
+    const code = (error as { code?: string }).code;
+    // The project's key set could not be fetched: our problem, not the token's.
+    if (alg !== "HS256" && (code === "ERR_JWKS_TIMEOUT" || error instanceof TypeError)) {
+      throw new HttpError(
+        503,
+        "unavailable",
+        "The signing keys cannot be fetched; try again shortly.",
+        undefined,
+        {
+          "Retry-After": "5",
+        },
+      );
+    }
+    const reason = code === "ERR_JWT_EXPIRED"
       ? "The token has expired."
       : "The token could not be verified.";
     throw invalidToken(reason);
@@ -141,7 +155,8 @@ export function requireClaims(req: Request): Promise<Claims> {
  */
 export async function requireUserOrService(req: Request): Promise<Claims> {
   const claims = await requireClaims(req);
-  if (claims.role !== "service_role" && typeof claims.sub !== "string") {
+  const user = claims.role === "authenticated" && typeof claims.sub === "string";
+  if (!user && claims.role !== "service_role") {
     throw new HttpError(403, "identified_only", "Sign in: this endpoint is for signed-in users.");
   }
   return claims;

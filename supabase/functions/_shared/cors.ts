@@ -5,9 +5,23 @@ export const corsHeaders: Record<string, string> = {
   "Access-Control-Allow-Headers":
     "authorization, x-client-info, apikey, content-type, x-retry-count, traceparent, tracestate, baggage",
   "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+  // Browsers hide other response headers from scripts; clients need these to back off and retry.
+  "Access-Control-Expose-Headers": "Retry-After, Allow",
   "Access-Control-Max-Age": "86400",
 };
 
 export function preflightResponse(): Response {
   return new Response(null, { status: 204, headers: corsHeaders });
+}
+
+/** A JSON response with CORS headers: every response of every function is one of these. */
+export function json(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { ...corsHeaders, ...headers, "Content-Type": "application/json" },
+  });
 }

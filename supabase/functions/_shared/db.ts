@@ -1,6 +1,6 @@
 import postgres from "npm:postgres@3.4.9";
 import type { Claims } from "./auth.ts";
-import { type ErrorCode, HttpError } from "./errors.ts";
+import { HttpError, isErrorCode } from "./errors.ts";
 
 export type Sql = postgres.Sql;
 export type Tx = postgres.TransactionSql;
@@ -48,9 +48,11 @@ export function asCaller<T>(
   return db().begin(async (tx) => {
     // Not awaited before `work` starts: postgres.js pipelines the settings with the first query
     // of the work (they still run in order), saving a round trip.
+    // The API roles' statement_timeout is a login setting, which `role` does not bring: set it.
     const settings = tx`select set_config('role', ${claims.role}, true),
                     set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
-                    set_config('request.headers', ${JSON.stringify(headers)}, true)`.execute();
+                    set_config('request.headers', ${JSON.stringify(headers)}, true),
+                    set_config('statement_timeout', '8s', true)`.execute();
     const [, result] = await Promise.all([settings, work(tx)]);
     return result;
   }) as Promise<T>;
@@ -63,12 +65,12 @@ export function asCaller<T>(
 export function clientErrorFromSql(error: unknown): HttpError | undefined {
   const { code, message, detail } = error as { code?: unknown; message?: string; detail?: string };
   const match = typeof code === "string" ? /^WS(\d{3})$/.exec(code) : null;
-  if (!match || !message) return undefined;
-  return new HttpError(Number(match[1]), message as ErrorCode, detail ?? message);
+  if (!match || !message || !isErrorCode(message)) return undefined;
+  return new HttpError(Number(match[1]), message, detail ?? message);
 }
 
-// Connection failures (the database is down, restarting or full) as postgres.js and Postgres
-// report them: these become 503 `unavailable`, never a 500.
+// The database is down, restarting, full, overloaded or gave up on a query (timeout, deadlock,
+// lock wait), as postgres.js and Postgres report it: 503 `unavailable`, worth a retry, not a 500.
 const unreachableCodes = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
@@ -81,12 +83,16 @@ const unreachableCodes = new Set([
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now
   "53300", // too_many_connections
+  "57014", // query_canceled (statement_timeout)
+  "40001", // serialization_failure
+  "40P01", // deadlock_detected
+  "55P03", // lock_not_available
 ]);
 
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = String((error as { code?: unknown }).code ?? "");
-  return unreachableCodes.has(code) || code.startsWith("08") ||
+  return unreachableCodes.has(code) || code.startsWith("08") || code.startsWith("53") ||
     error.name === "ConnectionRefused" || error.message.includes("Connection refused");
 }
 

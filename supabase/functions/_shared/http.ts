@@ -1,21 +1,11 @@
-import { corsHeaders, preflightResponse } from "./cors.ts";
+import { json, preflightResponse } from "./cors.ts";
+
+export { json };
 import { clientErrorFromSql, databaseUnavailable, isDatabaseUnavailable } from "./db.ts";
 import { errorResponse, HttpError } from "./errors.ts";
 
 export type Handler = (req: Request) => Promise<Response>;
 type MethodHandlers = Partial<Record<"GET" | "POST", (req: Request) => Promise<Response>>>;
-
-/** A JSON response with CORS headers. */
-export function json(
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { ...corsHeaders, ...headers, "Content-Type": "application/json" },
-  });
-}
 
 /**
  * Wraps a function's per-method handlers: answers the CORS preflight, refuses other methods

@@ -34,7 +34,7 @@ Deno.test("every migration file is recorded as applied by supabase db push", asy
   }
 });
 
-Deno.test("health without a token is 401 from the gateway, with CORS", async () => {
+Deno.test("health without a token is 401 not_authenticated, with CORS", async () => {
   const response = await fetch(`${apiUrl}/functions/v1/health`);
   assert.equal(response.status, 401);
   assert.equal(response.headers.get("access-control-allow-origin"), "*");

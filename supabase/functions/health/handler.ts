@@ -1,13 +1,15 @@
+import { requireClaims } from "../_shared/auth.ts";
 import { db } from "../_shared/db.ts";
 import { handle, json } from "../_shared/http.ts";
 
 /**
- * GET /functions/v1/health: 200 `{status, db, migration}` with the newest applied migration
- * version (null before the first `db push`), or 503 `unavailable` when the database cannot be
- * reached (the shared wrapper maps connection failures).
+ * GET /functions/v1/health (with the anon key or any valid token): 200 `{status, db, migration}`
+ * with the newest applied migration version (null before the first `db push`), or 503
+ * `unavailable` when the database cannot be reached (the shared wrapper maps connection failures).
  */
 export const handler = handle({
-  GET: async () => {
+  GET: async (req) => {
+    await requireClaims(req); // any project key or user token
     const sql = db();
     const [{ pushed }] = await sql`
       select to_regclass('supabase_migrations.schema_migrations') is not null as pushed`;

@@ -1,5 +1,6 @@
 // End to end through the test stack's gateway with the real supabase-js client.
 import assert from "node:assert/strict";
+import { signJwt } from "../../../local/keys.ts";
 import { clientFor, createRoom, createUser, fixtureDb, invoke } from "../../../local/testing.ts";
 
 const sql = fixtureDb();
@@ -138,6 +139,13 @@ Deno.test("who may read the snapshot: members only, identified only, and the roo
     "room_not_found",
   );
   await assertError(clientFor(), `room-context?room_id=${room}`, 403, "identified_only");
+  // A project-signed token with role anon is not a user, whatever its sub says.
+  const anonWithSub = await signJwt({
+    role: "anon",
+    sub: listener.id,
+    exp: Math.floor(Date.now() / 1000) + 60,
+  });
+  await assertError(clientFor(anonWithSub), `room-context?room_id=${room}`, 403, "identified_only");
 });
 
 Deno.test("tokens and methods: 401 without or with a bad token, 405 for POST", async () => {

@@ -11,7 +11,7 @@
 --  * Indexes are found by definition, not by name, so a rename does not break the test.
 -- =============================================================================
 begin;
-select plan(36);
+select plan(37);
 
 
 -- -----------------------------------------------------------------------------
@@ -161,6 +161,12 @@ select is_empty(
        and not exists (select 1 from unnest(p.proconfig) as s where s like 'search_path=%') $$,
   'every security definer function in public and private pins its search_path');
 
+
+select ok(
+  not has_sequence_privilege('authenticated', 'public.messages_id_seq', 'usage,update')
+  and not has_sequence_privilege('anon', 'public.messages_id_seq', 'usage,update')
+  and not has_sequence_privilege('authenticated', 'public.play_history_id_seq', 'usage,update'),
+  'clients cannot use or move the id sequences');
 
 select * from finish();
 rollback;

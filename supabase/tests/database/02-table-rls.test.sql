@@ -11,7 +11,7 @@
 --    run inside throws_ok / results_eq can name them; pg_temp.fx() reads it.
 -- =============================================================================
 begin;
-select plan(48);
+select plan(50);
 
 create temp table fixture (name text primary key, id uuid not null);
 grant select, insert on fixture to public;
@@ -333,6 +333,21 @@ select is(
   0::bigint,
   'deleting a room deletes its memberships, the host''s included');
 
+
+-- Deleting a host's account (as Supabase Auth does) removes their rooms and memberships, whatever
+-- order the two cascades run in. Cascade triggers fire in name order, and the names follow
+-- creation: recreating rooms' key to auth.users makes its cascade run after room_members' one,
+-- when the host's membership is deleted while the room still exists.
+alter table public.rooms drop constraint rooms_host_id_fkey;
+alter table public.rooms add constraint rooms_host_id_fkey
+  foreign key (host_id) references auth.users (id) on delete cascade;
+select lives_ok(
+  $$ delete from auth.users where id = pg_temp.fx('host') $$,
+  'a user who hosts rooms can be deleted');
+select is(
+  (select count(*) from public.room_members where user_id = pg_temp.fx('host')),
+  0::bigint,
+  'the deleted host has no memberships left');
 
 select * from finish();
 rollback;

@@ -14,7 +14,7 @@
 --    pg_temp.topic() builds a channel name from them.
 -- =============================================================================
 begin;
-select plan(47);
+select plan(48);
 
 create temp table fixture (name text primary key, id uuid not null);
 grant select on fixture to public;
@@ -229,6 +229,13 @@ select throws_ok(
 
 select tests.clear_authentication();
 
+
+select tests.clear_authentication();
+select throws_ok(
+  $$ update private.channel_rules set history = 'messages', history_retention = null
+     where namespace = 'user' and kind = 'activity' $$,
+  '23514', null,
+  'only room chat can take its history from the messages table');
 
 select * from finish();
 rollback;

@@ -18,7 +18,7 @@
 --         ...0005 chat at the edges of a time range
 -- =============================================================================
 begin;
-select plan(57);
+select plan(60);
 
 select tests.create_user('history-host');
 select tests.create_user('history-listener');
@@ -491,7 +491,28 @@ select throws_ok(
   'WS400', 'invalid_request',
   'a malformed channel is refused');
 
+select tests.authenticate_as('history-listener');
+select throws_ok(
+  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => null) $$,
+  'WS400', 'invalid_request',
+  'a null limit is refused, not read as no limit');
+select throws_ok(
+  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', direction => null) $$,
+  'WS400', 'invalid_request',
+  'a null direction is refused');
+
 select tests.clear_authentication();
+
+-- Publishes can commit out of order; the last message must stay the newest one.
+insert into private.channel_last_messages (channel, id, event, data, created_at)
+values ('room:05a00000-0000-4000-8000-000000000005:playback', 9000000000, 'playback:position',
+        '{"seq": 999}', now());
+select private.publish('room:05a00000-0000-4000-8000-000000000005:playback', 'playback:position', '{"seq": 1}');
+select is(
+  (select data ->> 'seq' from private.channel_last_messages
+   where channel = 'room:05a00000-0000-4000-8000-000000000005:playback'),
+  '999',
+  'a publish that commits after a newer one does not replace the last message');
 
 select * from finish();
 rollback;
