@@ -97,8 +97,11 @@ begin
 end;
 $$;
 
-/** private.check_channel for the caller, as a client error when the answer is not 'allowed'. */
-create function private.require_channel_access(topic text, action text)
+/**
+ * private.check_channel for the caller, as a client error when the answer is not 'allowed'.
+ * `denied_code` names a refusal where the default (not_a_member / user_id_mismatch) would not fit.
+ */
+create function private.require_channel_access(topic text, action text, denied_code text default null)
 returns void
 language plpgsql
 stable
@@ -106,7 +109,7 @@ set search_path = ''
 as $$
 declare
   access text := private.check_channel(topic, action);
-  is_user_channel boolean := topic like 'user:%';
+  refusal text := coalesce(denied_code, case when topic like 'user:%' then 'user_id_mismatch' else 'not_a_member' end);
 begin
   case access
     when 'allowed' then
@@ -119,16 +122,16 @@ begin
       perform private.raise_client_error(403, 'identified_only',
         'This channel is for signed-in users who are not anonymous.');
     else
-      if is_user_channel then
-        perform private.raise_client_error(403, 'user_id_mismatch', 'This channel belongs to another user.');
-      end if;
-      perform private.raise_client_error(403, 'not_a_member', 'Only members of the room may do this.');
+      perform private.raise_client_error(403, refusal, case refusal
+        when 'not_host' then 'Only the host of the room may do this.'
+        when 'user_id_mismatch' then 'This channel belongs to another user.'
+        else 'Only members of the room may do this.'
+      end);
   end case;
 end;
 $$;
-
 grant execute on function private.epoch_ms(timestamptz), private.message_json(public.messages),
-  private.raise_client_error(int, text, text), private.require_channel_access(text, text)
+  private.raise_client_error(int, text, text), private.require_channel_access(text, text, text)
   to authenticated, service_role;
 
 /**

@@ -4,6 +4,8 @@ import { HttpError, isErrorCode } from "./errors.ts";
 
 export type Sql = postgres.Sql;
 export type Tx = postgres.TransactionSql;
+/** What `tx.json()` takes for a list of plain objects. */
+export type JsonArray = postgres.JSONValue[];
 
 let pool: Sql | undefined;
 
@@ -63,10 +65,19 @@ export function asCaller<T>(
  * contract's code as message, a sentence as detail), as an HttpError; undefined otherwise.
  */
 export function clientErrorFromSql(error: unknown): HttpError | undefined {
-  const { code, message, detail } = error as { code?: unknown; message?: string; detail?: string };
+  const { code, message, detail, hint } = error as {
+    code?: unknown;
+    message?: string;
+    detail?: string;
+    hint?: string;
+  };
   const match = typeof code === "string" ? /^WS(\d{3})$/.exec(code) : null;
   if (!match || !message || !isErrorCode(message)) return undefined;
-  return new HttpError(Number(match[1]), message, detail ?? message);
+  // A 429 carries the seconds to wait in its hint.
+  const headers: Record<string, string> = message === "rate_limited" && hint
+    ? { "Retry-After": hint }
+    : {};
+  return new HttpError(Number(match[1]), message, detail ?? message, undefined, headers);
 }
 
 // The database is down, restarting, full, overloaded or gave up on a query (timeout, deadlock,

@@ -34,8 +34,8 @@ select has_table('private', 'channel_capabilities', 'private.channel_capabilitie
 -- -----------------------------------------------------------------------------
 
 select columns_are('public', 'messages',
-  array['id', 'room_id', 'user_id', 'client_id', 'body', 'created_at'],
-  'public.messages has exactly the contract''s columns');
+  array['id', 'room_id', 'user_id', 'client_id', 'body', 'created_at', 'broadcast_at'],
+  'public.messages has the contract''s columns, and when each went out in a chat:batch');
 select columns_are('public', 'play_history',
   array['id', 'room_id', 'song_id', 'played_at'],
   'public.play_history has exactly the contract''s columns');
