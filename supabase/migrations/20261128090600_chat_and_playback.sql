@@ -105,7 +105,9 @@ set search_path = ''
 as $$
 declare
   batch jsonb := '[]';
-  batch_bytes int := 0;
+  -- The payload's size as JSON text: `{"messages": []}` plus each item and its ", " separator.
+  batch_bytes int := 16;
+  item_bytes int;
   message public.messages;
   item jsonb;
   sent int := 0;
@@ -118,10 +120,11 @@ begin
     for update
   loop
     item := private.message_json(message);
+    item_bytes := octet_length(item::text) + case when sent > 0 then 2 else 0 end;
     -- Stay within the channel's payload limit; what does not fit waits for the next window.
-    exit when sent > 0 and batch_bytes + octet_length(item::text) + 32 > rule.max_payload_bytes;
+    exit when sent > 0 and batch_bytes + item_bytes > rule.max_payload_bytes;
     batch := batch || item;
-    batch_bytes := batch_bytes + octet_length(item::text) + 1;
+    batch_bytes := batch_bytes + item_bytes;
     sent := sent + 1;
     update public.messages m set broadcast_at = clock_timestamp() where m.id = message.id;
   end loop;
@@ -277,6 +280,7 @@ declare
   stored public.messages;
   duplicate boolean;
   accepted jsonb := '[]';
+  flush_in_ms int;
 begin
   if not private.room_exists(send_chat.room_id) then
     perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
@@ -291,6 +295,8 @@ begin
      or exists (
        select 1 from jsonb_array_elements(messages) as m (message)
        where jsonb_typeof(m.message) <> 'object'
+          or jsonb_typeof(m.message -> 'client_id') is distinct from 'string'
+          or jsonb_typeof(m.message -> 'body') is distinct from 'string'
           or coalesce(m.message ->> 'client_id', '') !~ '^[A-Za-z0-9:_-]{1,64}$'
           or coalesce(length(m.message ->> 'body'), 0) not between 1 and 2000
           or m.message ->> 'body' ~ '^\s*$'
@@ -302,6 +308,9 @@ begin
     perform private.raise_client_error(400, 'push_not_enabled', 'Push is not enabled on this channel.');
   end if;
   perform private.take_tokens(channel, rule, jsonb_array_length(messages));
+  -- The window first: while this transaction holds it, a flush waits for these messages, so
+  -- batches go out in id order across batches too.
+  flush_in_ms := private.open_window(channel, rule.batch_interval_ms * interval '1 millisecond');
 
   for message in select value from jsonb_array_elements(messages) loop
     insert into public.messages as m (room_id, user_id, client_id, body, broadcast_at)
@@ -325,7 +334,7 @@ begin
   return jsonb_build_object(
     'accepted', accepted,
     'channel', channel,
-    'flush_in_ms', private.open_window(channel, rule.batch_interval_ms * interval '1 millisecond'),
+    'flush_in_ms', flush_in_ms,
     'flush_now', (select count(*) >= rule.batch_max from (
       select 1 from public.messages m
       where m.room_id = send_chat.room_id and m.broadcast_at is null
@@ -359,6 +368,8 @@ begin
   if not private.room_exists(set_playback.room_id) then
     perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
   end if;
+  -- Members who are not the host get not_host; everyone else what the room channel says.
+  perform private.require_channel_access(channel, 'subscribe');
   perform private.require_channel_access(channel, 'send', 'not_host');
   if position_ms is null or position_ms < 0 or seq is null or seq < 0 or is_playing is null then
     perform private.raise_client_error(400, 'invalid_request', 'position_ms and seq are whole numbers >= 0.');

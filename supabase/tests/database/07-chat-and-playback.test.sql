@@ -1,0 +1,607 @@
+-- =============================================================================
+-- 07-chat-and-playback: public.send_chat (chat-send) and public.set_playback (playback), with
+-- their broadcast windows, batching, conflation and rate limits (API.md §3, §4).
+--
+-- Notes:
+--  * send_chat / set_playback run as the caller (tests.authenticate_as, always after
+--    tests.clear_authentication(): the helpers read auth.users); their answers are kept in
+--    pg_temp.answers so they can be checked as postgres afterwards.
+--  * The flushers (private.flush_window, private.flush_due_windows) are the backend's and run as
+--    postgres. A window is made due with an UPDATE of its due_at: no test waits on the clock.
+--  * Broadcasts are rows in realtime.messages, found by topic and event. realtime.send adds an
+--    `id` to every payload; the rule's max_payload_bytes applies to the payload without it.
+--  * Fixtures that are not under test (users, rooms, songs, chat that is already waiting) are
+--    written as postgres. Changes to channel rules are undone before the next section.
+--
+-- Rooms:  ...0001 chat: send, duplicates, push, flush, errors   ...0002 250 waiting messages
+--         ...0003 batches cut by max_payload_bytes               ...0004 the sweeper
+--         ...0005 rate limit                                      ...0006 playback
+-- =============================================================================
+begin;
+select plan(70);
+
+select tests.create_user('chat-host');
+select tests.create_user('chat-member');
+select tests.create_user('chat-outsider');
+select tests.create_user('chat-guest', true);
+select tests.create_user('chat-busy');
+select tests.create_user('chat-limited');
+
+insert into public.rooms (id, name, host_id) values
+  ('07c00000-0000-4000-8000-000000000001', 'Chat room', tests.uid('chat-host')),
+  ('07c00000-0000-4000-8000-000000000002', 'Busy chat room', tests.uid('chat-host')),
+  ('07c00000-0000-4000-8000-000000000003', 'Long chat room', tests.uid('chat-host')),
+  ('07c00000-0000-4000-8000-000000000004', 'Abandoned chat room', tests.uid('chat-host')),
+  ('07c00000-0000-4000-8000-000000000005', 'Rate limited room', tests.uid('chat-host')),
+  ('07c00000-0000-4000-8000-000000000006', 'Playback room', tests.uid('chat-host'));
+insert into public.room_members (room_id, user_id, role)
+select room_id::uuid, tests.uid(who), 'listener'
+from (values ('07c00000-0000-4000-8000-000000000001'), ('07c00000-0000-4000-8000-000000000002'),
+             ('07c00000-0000-4000-8000-000000000003'), ('07c00000-0000-4000-8000-000000000004'),
+             ('07c00000-0000-4000-8000-000000000006')) as r (room_id)
+cross join (values ('chat-member'), ('chat-guest')) as u (who);
+insert into public.room_members (room_id, user_id, role) values
+  ('07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'listener'),
+  ('07c00000-0000-4000-8000-000000000005', tests.uid('chat-limited'), 'listener');
+
+insert into public.songs (id, title, artist, duration_ms) values
+  ('07c0c0de-0000-4000-8000-000000000001', 'Window Song', 'The Batches', 200000),
+  ('07c0c0de-0000-4000-8000-000000000002', 'Conflation Blues', 'The Batches', 180000);
+
+create temp table answers (name text primary key, answer jsonb);
+grant select, insert on answers to public;
+
+create function pg_temp.answer(key text) returns jsonb
+language sql stable as $$
+  select a.answer from pg_temp.answers a where a.name = answer.key
+$$;
+-- `n` chat messages {client_id: prefix-i, body: 'Message i'}, as send_chat takes them.
+create function pg_temp.chat(prefix text, n int) returns jsonb
+language sql immutable as $$
+  select jsonb_agg(jsonb_build_object('client_id', prefix || '-' || i, 'body', 'Message ' || i) order by i)
+  from generate_series(1, n) as i
+$$;
+-- The client_ids of an answer's `accepted`, in order.
+create function pg_temp.accepted_client_ids(answer jsonb) returns text[]
+language sql immutable as $$
+  select coalesce(array_agg(a.item ->> 'client_id' order by a.n), '{}')
+  from jsonb_array_elements(answer -> 'accepted') with ordinality as a (item, n)
+$$;
+-- send_chat's error as 'SQLSTATE message hint', for asserting on the HINT.
+create function pg_temp.send_chat_error(room uuid, messages jsonb) returns text
+language plpgsql as $$
+declare
+  state text;
+  message text;
+  hint text;
+begin
+  perform public.send_chat(room, messages);
+  return 'no error';
+exception when others then
+  get stacked diagnostics state = returned_sqlstate, message = message_text, hint = pg_exception_hint;
+  return format('%s %s %s', state, message, hint);
+end;
+$$;
+-- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
+-- API roles.
+grant execute on function pg_temp.answer(text), pg_temp.chat(text, int), pg_temp.accepted_client_ids(jsonb),
+  pg_temp.send_chat_error(uuid, jsonb) to public;
+
+-- The chat:batch broadcasts of a room, without realtime's id, ordered by their first message (every
+-- row of a transaction has the same inserted_at).
+create function pg_temp.batches(room uuid) returns jsonb
+language sql stable as $$
+  select coalesce(jsonb_agg(r.payload - 'id' order by (r.payload -> 'messages' -> 0 ->> 'id')::bigint), '[]')
+  from realtime.messages r
+  where r.topic = 'room:' || room || ':chat' and r.event = 'chat:batch'
+$$;
+-- The client_ids of one batch, in order.
+create function pg_temp.batch_client_ids(batch jsonb) returns text[]
+language sql immutable as $$
+  select coalesce(array_agg(m.item ->> 'client_id' order by m.n), '{}')
+  from jsonb_array_elements(batch -> 'messages') with ordinality as m (item, n)
+$$;
+-- The playback:position broadcasts of a room.
+create function pg_temp.playback_broadcasts(room uuid) returns int
+language sql stable as $$
+  select count(*)::int from realtime.messages r
+  where r.topic = 'room:' || room || ':playback' and r.event = 'playback:position'
+$$;
+-- {messages: the room's waiting messages} limited to the first n, as flush_chat would publish them.
+create function pg_temp.waiting_payload_bytes(room uuid, n int) returns int
+language sql stable as $$
+  select octet_length(jsonb_build_object('messages', jsonb_agg(private.message_json(w) order by w.id))::text)
+  from (select * from public.messages m where m.room_id = room and m.broadcast_at is null order by m.id limit n) as w
+$$;
+
+
+-- -----------------------------------------------------------------------------
+-- send_chat as a member
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('first', public.send_chat('07c00000-0000-4000-8000-000000000001', '[
+     {"client_id": "first-b", "body": "Hello"},
+     {"client_id": "first-a", "body": "World", "push": {"title": "New message"}}
+   ]'));
+insert into answers values
+  ('second', public.send_chat('07c00000-0000-4000-8000-000000000001', '[
+     {"client_id": "second-a", "body": "Third"},
+     {"client_id": "first-b", "body": "Hello again"},
+     {"client_id": "second-a", "body": "Third again"}
+   ]'));
+select tests.clear_authentication();
+
+select is(
+  pg_temp.answer('first') -> 'accepted',
+  (select jsonb_agg(jsonb_build_object('client_id', m.client_id, 'id', m.id, 'created_at', m.created_at,
+                                       'duplicate', false) order by m.id)
+   from public.messages m where m.room_id = '07c00000-0000-4000-8000-000000000001'
+     and m.client_id in ('first-b', 'first-a')),
+  'send_chat answers {client_id, id, created_at, duplicate: false} for each stored message');
+select is(pg_temp.accepted_client_ids(pg_temp.answer('first')), array['first-b', 'first-a'],
+  'accepted is in request order');
+select results_eq(
+  $$ select client_id, body, user_id, broadcast_at from public.messages
+     where room_id = '07c00000-0000-4000-8000-000000000001' order by id $$,
+  $$ values ('first-b'::text, 'Hello'::text, tests.uid('chat-member'), null::timestamptz),
+            ('first-a', 'World', tests.uid('chat-member'), null),
+            ('second-a', 'Third', tests.uid('chat-member'), null) $$,
+  'the messages are stored once each, as the caller, waiting for their broadcast (broadcast_at null)');
+select is(
+  jsonb_build_object('channel', pg_temp.answer('first') -> 'channel', 'flush_in_ms', pg_temp.answer('first') -> 'flush_in_ms',
+                     'flush_now', pg_temp.answer('first') -> 'flush_now'),
+  '{"channel": "room:07c00000-0000-4000-8000-000000000001:chat", "flush_in_ms": 100, "flush_now": false}'::jsonb,
+  'the call that opens the chat window is told to flush it in batch_interval_ms (100)');
+select is(pg_temp.answer('second') -> 'flush_in_ms', 'null'::jsonb,
+  'a second call while the window is open is not told to flush (flush_in_ms null)');
+select is(pg_temp.answer('second') -> 'accepted' -> 1, (pg_temp.answer('first') -> 'accepted' -> 0) || '{"duplicate": true}',
+  'a resent client_id answers the stored message (same id, created_at) with duplicate true');
+select is(pg_temp.answer('second') -> 'accepted' -> 2, (pg_temp.answer('second') -> 'accepted' -> 0) || '{"duplicate": true}',
+  'a client_id twice in one request: the second is a duplicate of the first');
+select results_eq(
+  $$ select channel, event, push, message_id from private.push_outbox
+     where channel = 'room:07c00000-0000-4000-8000-000000000001:chat' $$,
+  $$ values ('room:07c00000-0000-4000-8000-000000000001:chat'::text, 'chat:message'::text,
+             '{"title": "New message"}'::jsonb, (pg_temp.answer('first') -> 'accepted' -> 1 ->> 'id')::bigint) $$,
+  'a message''s push goes to the push outbox with the message''s id, once');
+
+insert into public.messages (room_id, user_id, client_id, body)
+values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'direct-1', 'Written directly');
+select ok(
+  (select broadcast_at is not null from public.messages where client_id = 'direct-1'),
+  'a message written without send_chat counts as broadcast already (broadcast_at set by default)');
+
+
+-- -----------------------------------------------------------------------------
+-- Flushing a chat window
+-- -----------------------------------------------------------------------------
+
+update private.broadcast_windows set due_at = clock_timestamp() + interval '5 seconds'
+where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
+select ok(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat') between 1 and 5000,
+  'flushing a window that is not due yet returns the milliseconds until it is');
+select ok(
+  pg_temp.batches('07c00000-0000-4000-8000-000000000001') = '[]'
+  and exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000001:chat'),
+  'a window that is not due sends nothing and stays open');
+
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
+select is(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'), null::int,
+  'flushing a due window with nothing left over returns null');
+select is(jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')), 1,
+  'the flush sends exactly one chat:batch on room:{id}:chat');
+select is(
+  pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 0,
+  jsonb_build_object('messages', (
+    select jsonb_agg(jsonb_build_object('id', m.id, 'room_id', m.room_id, 'user_id', m.user_id,
+                                        'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at)
+                     order by m.id)
+    from public.messages m where m.client_id in ('first-b', 'first-a', 'second-a'))),
+  'the batch is {messages: the waiting Messages in ascending id}, without the message written directly');
+select ok(
+  not exists (select 1 from public.messages where room_id = '07c00000-0000-4000-8000-000000000001' and broadcast_at is null)
+  and not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000001:chat'),
+  'the flush marks the messages broadcast and closes the window');
+select is(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'), null::int,
+  'flushing again finds no window');
+select is(jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')), 1,
+  'flushing again sends nothing');
+
+-- A retry after the broadcast.
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('resend', public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "first-a", "body": "World"}]'));
+select tests.clear_authentication();
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
+select private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat');
+
+select is(
+  jsonb_build_object('accepted', pg_temp.answer('resend') -> 'accepted',
+                     'batches', jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001'))),
+  jsonb_build_object('accepted', jsonb_build_array((pg_temp.answer('first') -> 'accepted' -> 1) || '{"duplicate": true}'),
+                     'batches', 1),
+  'a resend after the broadcast is a duplicate and is never broadcast again');
+
+
+-- -----------------------------------------------------------------------------
+-- send_chat refusals
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('chat-outsider');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "outsider-1", "body": "Hi"}]') $$,
+  'WS403', 'not_a_member',
+  'a non-member cannot send chat');
+select tests.clear_authentication();
+
+select tests.authenticate_as('chat-guest');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "guest-1", "body": "Hi"}]') $$,
+  'WS403', 'identified_only',
+  'an anonymous member cannot send chat');
+select tests.clear_authentication();
+
+select tests.act_as('service_role', '{"role": "service_role"}');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "service-1", "body": "Hi"}]') $$,
+  'WS403', 'identified_only',
+  'the service role without a user cannot send chat (a message needs an author)');
+select tests.clear_authentication();
+
+select tests.authenticate_as('chat-member');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-0000000000ff', '[{"client_id": "nowhere-1", "body": "Hi"}]') $$,
+  'WS404', 'room_not_found',
+  'chat to a room that does not exist: room_not_found');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[]') $$,
+  'WS400', 'invalid_request',
+  'an empty list of messages is refused');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', pg_temp.chat('too-many', 51)) $$,
+  'WS400', 'invalid_request',
+  '51 messages in one request are refused');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001',
+       '[{"client_id": "blank-1", "body": "fine"}, {"client_id": "blank-2", "body": " \t\n "}]') $$,
+  'WS400', 'invalid_request',
+  'a blank body is refused');
+select throws_ok(
+  format($$ select public.send_chat('07c00000-0000-4000-8000-000000000001', %L) $$,
+         jsonb_build_array(jsonb_build_object('client_id', 'long-body', 'body', repeat('x', 2001)))),
+  'WS400', 'invalid_request',
+  'a body of 2001 characters is refused');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "bad id!", "body": "Hi"}]') $$,
+  'WS400', 'invalid_request',
+  'a client_id outside [A-Za-z0-9:_-] is refused');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "element-1", "body": "Hi"}, "Hi"]') $$,
+  'WS400', 'invalid_request',
+  'a message that is not an object is refused');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '{"client_id": "object-1", "body": "Hi"}') $$,
+  'WS400', 'invalid_request',
+  'messages that are not an array are refused');
+select tests.clear_authentication();
+
+update private.channel_rules set push = false where namespace = 'room' and kind = 'chat';
+select tests.authenticate_as('chat-member');
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001',
+       '[{"client_id": "pushed-1", "body": "Hi", "push": {"title": "Hi"}}]') $$,
+  'WS400', 'push_not_enabled',
+  'a push where the chat rule does not allow it is refused with push_not_enabled');
+select tests.clear_authentication();
+update private.channel_rules set push = true where namespace = 'room' and kind = 'chat';
+
+select is(
+  (select array_agg(client_id order by id) from public.messages where room_id = '07c00000-0000-4000-8000-000000000001'),
+  array['first-b', 'first-a', 'second-a', 'direct-1'],
+  'nothing from a refused request is stored');
+
+
+-- -----------------------------------------------------------------------------
+-- Full batches: 250 waiting messages
+-- -----------------------------------------------------------------------------
+
+insert into public.messages (room_id, user_id, client_id, body, broadcast_at)
+select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || lpad(n::text, 3, '0'), 'Busy ' || n, null
+from generate_series(1, 198) as n;
+select tests.authenticate_as('chat-busy');
+insert into answers values
+  ('busy 199', public.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-199", "body": "Busy 199"}]')),
+  ('busy 200', public.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-200", "body": "Busy 200"}]'));
+select tests.clear_authentication();
+
+select is(
+  jsonb_build_array(pg_temp.answer('busy 199') -> 'flush_now', pg_temp.answer('busy 200') -> 'flush_now'),
+  '[false, true]'::jsonb,
+  'send_chat''s flush_now is false with 199 waiting and true once 200 (batch_max) are waiting');
+
+insert into public.messages (room_id, user_id, client_id, body, broadcast_at)
+select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || n, 'Busy ' || n, null
+from generate_series(201, 250) as n;
+insert into answers values
+  ('busy flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat', force => true)));
+
+select is(
+  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 0),
+  (select array_agg(client_id order by id) from (
+     select * from public.messages where room_id = '07c00000-0000-4000-8000-000000000002' order by id limit 200) as m),
+  'a forced flush with 250 waiting sends one batch of the 200 oldest (batch_max), in ascending id');
+select ok(
+  (pg_temp.answer('busy flush 1') #>> '{}')::int between 1 and 100
+  and exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000002:chat')
+  and (select count(*) from public.messages where room_id = '07c00000-0000-4000-8000-000000000002' and broadcast_at is null) = 50,
+  'the other 50 wait in a reopened window, and the flush says when to flush it');
+
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000002:chat';
+select is(private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat'), null::int,
+  'the next flush leaves nothing over');
+select is(
+  (select array_agg(jsonb_array_length(b -> 'messages') order by n)
+   from jsonb_array_elements(pg_temp.batches('07c00000-0000-4000-8000-000000000002')) with ordinality as t (b, n)),
+  array[200, 50],
+  'the next flush sends the remaining 50 in a second batch');
+select is(
+  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 1),
+  (select array_agg('busy-' || n order by n) from generate_series(201, 250) as n),
+  'the second batch is the newest 50 in ascending id: every message went out exactly once');
+
+
+-- -----------------------------------------------------------------------------
+-- Batches within max_payload_bytes
+-- -----------------------------------------------------------------------------
+
+create temp table saved_chat_rule as
+select * from private.channel_rules where namespace = 'room' and kind = 'chat';
+
+insert into public.messages (room_id, user_id, client_id, body, broadcast_at)
+select '07c00000-0000-4000-8000-000000000003', tests.uid('chat-member'), 'long-' || lpad(n::text, 2, '0'), repeat('y', 150), null
+from generate_series(1, 40) as n;
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('long 41', public.send_chat('07c00000-0000-4000-8000-000000000003',
+                               jsonb_build_array(jsonb_build_object('client_id', 'long-41', 'body', repeat('y', 150)))));
+select tests.clear_authentication();
+
+-- Room for 5 messages and a little more, not for 6.
+update private.channel_rules
+set max_payload_bytes = pg_temp.waiting_payload_bytes('07c00000-0000-4000-8000-000000000003', 5) + 40
+where namespace = 'room' and kind = 'chat';
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000003:chat';
+insert into answers values
+  ('cut flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat')));
+
+select is(
+  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000003') -> 0),
+  array['long-01', 'long-02', 'long-03', 'long-04', 'long-05'],
+  'a batch is cut at the last message that fits in max_payload_bytes');
+select ok(
+  octet_length((pg_temp.batches('07c00000-0000-4000-8000-000000000003') -> 0)::text)
+    <= (select max_payload_bytes from private.channel_rules where namespace = 'room' and kind = 'chat'),
+  'the batch is within max_payload_bytes');
+select ok(
+  (pg_temp.answer('cut flush 1') #>> '{}')::int > 0
+  and exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000003:chat')
+  and (select count(*) from public.messages where room_id = '07c00000-0000-4000-8000-000000000003' and broadcast_at is null) = 36,
+  'what does not fit waits in a reopened window');
+
+-- At the edge: the 21 oldest waiting messages are one byte too many, 20 fit.
+update private.channel_rules
+set max_payload_bytes = pg_temp.waiting_payload_bytes('07c00000-0000-4000-8000-000000000003', 21) - 1
+where namespace = 'room' and kind = 'chat';
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000003:chat';
+select lives_ok(
+  $$ select private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat') $$,
+  'a flush whose 21st message would exceed max_payload_bytes by one byte succeeds');
+select is(
+  (select array_agg(jsonb_array_length(b -> 'messages') order by n)
+   from jsonb_array_elements(pg_temp.batches('07c00000-0000-4000-8000-000000000003')) with ordinality as t (b, n)),
+  array[5, 20],
+  'that batch holds the 20 messages that fit');
+
+update private.channel_rules r set max_payload_bytes = s.max_payload_bytes
+from saved_chat_rule s where r.namespace = s.namespace and r.kind = s.kind;
+select private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat', force => true);
+select ok(
+  not exists (select 1 from public.messages where room_id = '07c00000-0000-4000-8000-000000000003' and broadcast_at is null)
+  and not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000003:chat'),
+  'with the usual limit the rest goes out and the window closes');
+
+
+-- -----------------------------------------------------------------------------
+-- The sweeper: windows whose flusher never ran
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('edge', public.send_chat('07c00000-0000-4000-8000-000000000004',
+             jsonb_build_array(jsonb_build_object('client_id', repeat('k', 64), 'body', repeat('x', 2000)))));
+select tests.clear_authentication();
+
+select is(pg_temp.answer('edge') -> 'accepted' -> 0 -> 'duplicate', 'false'::jsonb,
+  'a client_id of 64 characters and a body of 2000 are accepted');
+
+-- The request that opened the window died before its flush.
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000004:chat';
+select is(private.flush_due_windows(), 1,
+  'flush_due_windows flushes the one window that is past due and counts it');
+select is(
+  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000004') -> 0),
+  array[repeat('k', 64)],
+  'the abandoned message goes out in a chat:batch');
+select ok(
+  not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000004:chat')
+  and not exists (select 1 from public.messages where room_id = '07c00000-0000-4000-8000-000000000004' and broadcast_at is null),
+  'the sweeper closes the window and marks the message broadcast');
+select is(private.flush_due_windows(), 0, 'with no window due the sweeper flushes nothing');
+
+
+-- -----------------------------------------------------------------------------
+-- Rate limit: 20 a second, bursts of 50, per user and channel
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('chat-limited');
+insert into answers values
+  ('burst', public.send_chat('07c00000-0000-4000-8000-000000000005', pg_temp.chat('rate', 50)));
+select throws_ok(
+  $$ select public.send_chat('07c00000-0000-4000-8000-000000000005', '[{"client_id": "rate-extra", "body": "One more"}]') $$,
+  'WS429', 'rate_limited',
+  'one message more right after a burst of 50 is refused with rate_limited');
+insert into answers values
+  ('limited', to_jsonb(pg_temp.send_chat_error('07c00000-0000-4000-8000-000000000005',
+                                               '[{"client_id": "rate-extra-2", "body": "And another"}]')));
+select tests.clear_authentication();
+
+select is(jsonb_array_length(pg_temp.answer('burst') -> 'accepted'), 50, 'a burst of 50 messages is accepted');
+select matches(pg_temp.answer('limited') #>> '{}', '^WS429 rate_limited [1-9][0-9]*$',
+  'the refusal''s HINT is a whole number of seconds to wait (for Retry-After)');
+select is(
+  (select array[count(*), count(*) filter (where client_id like 'rate-extra%')]::int[]
+   from public.messages where room_id = '07c00000-0000-4000-8000-000000000005'),
+  array[50, 0],
+  'nothing from a refused request is stored');
+
+
+-- -----------------------------------------------------------------------------
+-- set_playback
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('chat-host');
+insert into answers values
+  ('play 1', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 0, true, 1));
+select tests.clear_authentication();
+
+select is(
+  jsonb_build_object('applied', pg_temp.answer('play 1') -> 'applied', 'flush_in_ms', pg_temp.answer('play 1') -> 'flush_in_ms',
+                     'channel', pg_temp.answer('play 1') -> 'channel'),
+  '{"applied": true, "flush_in_ms": null, "channel": "room:07c00000-0000-4000-8000-000000000006:playback"}'::jsonb,
+  'the host''s first state is applied and not left to a window');
+select is(
+  (select jsonb_agg(payload - 'id' - 'server_time') from realtime.messages
+   where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and event = 'playback:position'),
+  jsonb_build_array((pg_temp.answer('play 1') -> 'state') - 'server_time'),
+  'the first state is broadcast at once: one playback:position with the state');
+
+select tests.authenticate_as('chat-host');
+insert into answers values
+  ('play 2', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 5000, true, 2));
+insert into answers values
+  ('play 3', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6000, true, 3));
+select tests.clear_authentication();
+
+select is(
+  jsonb_build_object('applied', pg_temp.answer('play 2') -> 'applied', 'flush_in_ms', pg_temp.answer('play 2') -> 'flush_in_ms'),
+  '{"applied": true, "flush_in_ms": 500}'::jsonb,
+  'a position-only change is applied and opens the conflation window (flush_in_ms 500)');
+select is(
+  jsonb_build_object('applied', pg_temp.answer('play 3') -> 'applied', 'flush_in_ms', pg_temp.answer('play 3') -> 'flush_in_ms'),
+  '{"applied": true, "flush_in_ms": null}'::jsonb,
+  'another position change while the window is open is applied and does not open another');
+select is(pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'), 1,
+  'position-only changes are not broadcast at once');
+select results_eq(
+  $$ select song_id, position_ms, is_playing, seq from public.playback_state
+     where room_id = '07c00000-0000-4000-8000-000000000006' $$,
+  $$ values ('07c0c0de-0000-4000-8000-000000000001'::uuid, 6000::bigint, true, 3::bigint) $$,
+  'the stored state is the latest applied one');
+
+update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+where channel = 'room:07c00000-0000-4000-8000-000000000006:playback';
+select is(private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback'), null::int,
+  'flushing the due playback window leaves nothing over');
+select is(pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'), 2,
+  'the flush sends exactly one playback:position');
+select is(
+  (select payload - 'id' - 'server_time' from realtime.messages
+   where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '3'),
+  (select jsonb_build_object('room_id', p.room_id, 'song_id', p.song_id, 'position_ms', p.position_ms,
+                             'is_playing', p.is_playing, 'seq', p.seq, 'updated_at', p.updated_at)
+   from public.playback_state p where p.room_id = '07c00000-0000-4000-8000-000000000006'),
+  'the flushed state is the latest: seq 3, position 6000');
+select ok(
+  (select jsonb_typeof(payload -> 'server_time') = 'number'
+          and (payload ->> 'server_time')::bigint >= private.epoch_ms((payload ->> 'updated_at')::timestamptz)
+   from realtime.messages
+   where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '3'),
+  'the flushed state carries server_time in epoch ms, at the flush');
+
+select tests.authenticate_as('chat-host');
+insert into answers values
+  ('play pause', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 4));
+select tests.clear_authentication();
+select is(
+  jsonb_build_array(pg_temp.answer('play pause') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006')),
+  '[null, 3]'::jsonb,
+  'a pause is broadcast at once');
+
+select tests.authenticate_as('chat-host');
+insert into answers values
+  ('play song', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 5));
+select tests.clear_authentication();
+select is(
+  jsonb_build_array(pg_temp.answer('play song') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
+    (select count(*) from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback'
+       and payload ->> 'song_id' = '07c0c0de-0000-4000-8000-000000000002' and payload ->> 'seq' = '5')),
+  '[null, 4, 1]'::jsonb,
+  'a change of song is broadcast at once');
+
+select tests.authenticate_as('chat-host');
+insert into answers values
+  ('play stale', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 5));
+select tests.clear_authentication();
+select is(
+  jsonb_build_object('applied', pg_temp.answer('play stale') -> 'applied', 'state', (pg_temp.answer('play stale') -> 'state') - 'server_time'),
+  jsonb_build_object('applied', false, 'state', (pg_temp.answer('play song') -> 'state') - 'server_time'),
+  'a stale seq (not above the stored one) is not applied and answers the stored state');
+select ok(
+  (select song_id = '07c0c0de-0000-4000-8000-000000000002' and position_ms = 0 and not is_playing and seq = 5
+   from public.playback_state where room_id = '07c00000-0000-4000-8000-000000000006')
+  and pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006') = 4
+  and not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000006:playback'),
+  'a stale seq changes nothing and broadcasts nothing');
+
+select tests.authenticate_as('chat-member');
+select throws_ok(
+  $$ select public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
+  'WS403', 'not_host',
+  'a member who is not the host cannot set playback: not_host');
+select tests.clear_authentication();
+
+select tests.authenticate_as('chat-outsider');
+select throws_ok(
+  $$ select public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
+  'WS403', null,
+  'a non-member cannot set playback');
+select tests.clear_authentication();
+
+select tests.authenticate_as('chat-host');
+select throws_ok(
+  $$ select public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-0000000000ff', 0, true, 6) $$,
+  'WS400', 'invalid_request',
+  'an unknown song is refused');
+select tests.clear_authentication();
+
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('playback rewind', public.channel_history('room:07c00000-0000-4000-8000-000000000006:playback', rewind_items => 1));
+select tests.clear_authentication();
+select is(
+  (select jsonb_agg(jsonb_build_object('event', i -> 'event', 'data', i -> 'data'))
+   from jsonb_array_elements(pg_temp.answer('playback rewind') -> 'items') as i),
+  (select jsonb_build_array(jsonb_build_object('event', 'playback:position', 'data', payload - 'id'))
+   from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '5'),
+  'rewind 1 on the playback channel gives the last broadcast state');
+
+select * from finish();
+rollback;
