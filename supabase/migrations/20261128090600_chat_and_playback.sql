@@ -349,8 +349,9 @@ grant execute on function public.send_chat(uuid, jsonb) to authenticated, servic
  * playback
  * ----
  * Applies the host's player state if its seq is newer than the stored one, then broadcasts: at
- * once when the song or play/pause changed, otherwise through the conflation window. Returns
- *   {applied, state: PlaybackState, channel, flush_in_ms}
+ * once when the song or play/pause changed (flush_now: the caller flushes right after commit),
+ * otherwise through the conflation window. Returns
+ *   {applied, state: PlaybackState, channel, flush_in_ms, flush_now}
  */
 create function public.set_playback(room_id uuid, song_id uuid, position_ms bigint, is_playing boolean, seq bigint)
 returns jsonb
@@ -364,6 +365,7 @@ declare
   previous public.playback_state;
   current public.playback_state;
   flush_in_ms int;
+  flush_now boolean := false;
 begin
   if not private.room_exists(set_playback.room_id) then
     perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
@@ -382,7 +384,7 @@ begin
   select * into previous from public.playback_state p where p.room_id = set_playback.room_id for update;
   if previous.room_id is not null and set_playback.seq <= previous.seq then
     return jsonb_build_object('applied', false, 'state', private.playback_json(previous, clock_timestamp()),
-                              'channel', channel, 'flush_in_ms', null);
+                              'channel', channel, 'flush_in_ms', null, 'flush_now', false);
   end if;
   insert into public.playback_state as p (room_id, song_id, position_ms, is_playing, seq, updated_at)
   values (set_playback.room_id, set_playback.song_id, set_playback.position_ms, set_playback.is_playing,
@@ -394,12 +396,16 @@ begin
 
   if previous.room_id is null or previous.song_id is distinct from current.song_id
      or previous.is_playing is distinct from current.is_playing then
-    perform private.publish(channel, 'playback:position', private.playback_json(current, clock_timestamp()));
+    -- At once, but still through the window, so every playback broadcast is a flush and flushes
+    -- are serialised by the window row: an older state can never go out after a newer one.
+    insert into private.broadcast_windows as w (channel, due_at) values (channel, clock_timestamp())
+    on conflict on constraint broadcast_windows_pkey do update set due_at = excluded.due_at;
+    flush_now := true;
   else
     flush_in_ms := private.open_window(channel, rule.conflation_interval_ms * interval '1 millisecond');
   end if;
   return jsonb_build_object('applied', true, 'state', private.playback_json(current, clock_timestamp()),
-                            'channel', channel, 'flush_in_ms', flush_in_ms);
+                            'channel', channel, 'flush_in_ms', flush_in_ms, 'flush_now', flush_now);
 end;
 $$;
 grant execute on function public.set_playback(uuid, uuid, bigint, boolean, bigint) to authenticated, service_role;

@@ -11,14 +11,18 @@ declare const EdgeRuntime: { waitUntil(promise: Promise<unknown>): void } | unde
  */
 export function scheduleFlush(channel: string, delayMs: number, force = false): void {
   const flushing = (async () => {
-    let wait: number | null = delayMs;
-    let now = force;
+    let wait: number | null = force ? await flushNow(channel) : delayMs;
     while (wait !== null) {
-      if (!now) await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait!)));
-      const [{ next }] = await db()`select private.flush_window(${channel}, ${now}) as next`;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait!)));
+      const [{ next }] = await db()`select private.flush_window(${channel}) as next`;
       wait = next;
-      now = false;
     }
   })().catch((error) => console.error(`flushing ${channel}:`, error));
   if (typeof EdgeRuntime !== "undefined") EdgeRuntime.waitUntil(flushing);
+}
+
+/** Flushes a channel's window now, due or not; the ms until it wants flushing again, or null. */
+export async function flushNow(channel: string): Promise<number | null> {
+  const [{ next }] = await db()`select private.flush_window(${channel}, true) as next`;
+  return next;
 }

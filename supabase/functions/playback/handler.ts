@@ -2,7 +2,7 @@ import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller } from "../_shared/db.ts";
 import { handle, json, readJson } from "../_shared/http.ts";
 import { parse, z } from "../_shared/validation.ts";
-import { scheduleFlush } from "../_shared/windows.ts";
+import { flushNow, scheduleFlush } from "../_shared/windows.ts";
 
 const body = z.object({
   room_id: z.guid(),
@@ -15,8 +15,8 @@ const body = z.object({
 /**
  * POST /functions/v1/playback {room_id, song_id, position_ms, is_playing, seq}: the host's
  * player state, applied when seq is newer than the stored one (public.set_playback). A new song
- * or play/pause is broadcast at once; positions go through the room's conflation window, whose
- * flush sends the latest state.
+ * or play/pause is flushed at once, before the response; positions go through the room's
+ * conflation window, whose flush sends the latest state.
  */
 export const handler = handle({
   POST: async (req) => {
@@ -29,7 +29,10 @@ export const handler = handle({
                                       ${state.is_playing}, ${state.seq}) as result`,
       req,
     );
-    if (result.flush_in_ms !== null) scheduleFlush(result.channel, result.flush_in_ms);
+    // A new song or play/pause goes out before the host hears back; positions wait for their
+    // window.
+    const next = result.flush_now ? await flushNow(result.channel) : result.flush_in_ms;
+    if (next !== null) scheduleFlush(result.channel, next);
     return json(202, { applied: result.applied, state: result.state });
   },
 });

@@ -484,9 +484,11 @@ select tests.clear_authentication();
 
 select is(
   jsonb_build_object('applied', pg_temp.answer('play 1') -> 'applied', 'flush_in_ms', pg_temp.answer('play 1') -> 'flush_in_ms',
-                     'channel', pg_temp.answer('play 1') -> 'channel'),
-  '{"applied": true, "flush_in_ms": null, "channel": "room:07c00000-0000-4000-8000-000000000006:playback"}'::jsonb,
-  'the host''s first state is applied and not left to a window');
+                     'flush_now', pg_temp.answer('play 1') -> 'flush_now', 'channel', pg_temp.answer('play 1') -> 'channel'),
+  '{"applied": true, "flush_in_ms": null, "flush_now": true, "channel": "room:07c00000-0000-4000-8000-000000000006:playback"}'::jsonb,
+  'the host''s first state is applied and flushed at once (flush_now), not left to a window');
+-- What the playback function does right after the commit.
+select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
   (select jsonb_agg(payload - 'id' - 'server_time') from realtime.messages
    where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and event = 'playback:position'),
@@ -540,20 +542,22 @@ select tests.authenticate_as('chat-host');
 insert into answers values
   ('play pause', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 4));
 select tests.clear_authentication();
+select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
-  jsonb_build_array(pg_temp.answer('play pause') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006')),
-  '[null, 3]'::jsonb,
+  jsonb_build_array(pg_temp.answer('play pause') -> 'flush_now', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006')),
+  '[true, 3]'::jsonb,
   'a pause is broadcast at once');
 
 select tests.authenticate_as('chat-host');
 insert into answers values
   ('play song', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 5));
 select tests.clear_authentication();
+select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
-  jsonb_build_array(pg_temp.answer('play song') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
+  jsonb_build_array(pg_temp.answer('play song') -> 'flush_now', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
     (select count(*) from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback'
        and payload ->> 'song_id' = '07c0c0de-0000-4000-8000-000000000002' and payload ->> 'seq' = '5')),
-  '[null, 4, 1]'::jsonb,
+  '[true, 4, 1]'::jsonb,
   'a change of song is broadcast at once');
 
 select tests.authenticate_as('chat-host');
