@@ -209,8 +209,13 @@ begin
     order by w.due_at
     limit max_windows
   loop
-    perform private.flush_window(due_channel);
-    flushed := flushed + 1;
+    -- One window that cannot be flushed must not hold up the others.
+    begin
+      perform private.flush_window(due_channel);
+      flushed := flushed + 1;
+    exception when others then
+      raise warning 'flushing % failed: %', due_channel, sqlerrm;
+    end;
   end loop;
   return flushed;
 end;

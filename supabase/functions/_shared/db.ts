@@ -8,6 +8,19 @@ export type Tx = postgres.TransactionSql;
 export type JsonArray = postgres.JSONValue[];
 
 let pool: Sql | undefined;
+let backgroundPool: Sql | undefined;
+
+function openPool(max: number): Sql {
+  const url = Deno.env.get("SUPABASE_DB_URL");
+  if (!url) throw new Error("SUPABASE_DB_URL is not set");
+  return postgres(url, {
+    prepare: false,
+    max,
+    connect_timeout: 5,
+    idle_timeout: 30,
+    onnotice: () => {},
+  });
+}
 
 /**
  * The process-wide connection pool to SUPABASE_DB_URL. `prepare: false` because hosted
@@ -15,25 +28,22 @@ let pool: Sql | undefined;
  * prepared statements. The connection runs as `postgres`: use `asCaller` for user work.
  */
 export function db(): Sql {
-  if (!pool) {
-    const url = Deno.env.get("SUPABASE_DB_URL");
-    if (!url) throw new Error("SUPABASE_DB_URL is not set");
-    pool = postgres(url, {
-      prepare: false,
-      max: Number(Deno.env.get("DB_POOL_MAX") ?? 10),
-      connect_timeout: 5,
-      idle_timeout: 30,
-      onnotice: () => {},
-    });
-  }
+  pool ??= openPool(Number(Deno.env.get("DB_POOL_MAX") ?? 10));
   return pool;
 }
 
-/** Closes the pool (tests and the local gateway on shutdown). */
+/** A small pool of its own for work after the response (window flushes), so that it never
+ * queues behind requests when they fill the main pool. */
+export function backgroundDb(): Sql {
+  backgroundPool ??= openPool(2);
+  return backgroundPool;
+}
+
+/** Closes the pools (tests and the local gateway on shutdown). */
 export async function closeDb(): Promise<void> {
-  const open = pool;
-  pool = undefined;
-  await open?.end({ timeout: 1 });
+  const open = [pool, backgroundPool];
+  pool = backgroundPool = undefined;
+  await Promise.all(open.map((p) => p?.end({ timeout: 1 })));
 }
 
 /**

@@ -1,4 +1,4 @@
-import { db } from "./db.ts";
+import { backgroundDb } from "./db.ts";
 
 declare const EdgeRuntime: { waitUntil(promise: Promise<unknown>): void } | undefined;
 
@@ -14,7 +14,7 @@ export function scheduleFlush(channel: string, delayMs: number, force = false): 
     let wait: number | null = force ? await flushNow(channel) : delayMs;
     while (wait !== null) {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait!)));
-      const [{ next }] = await db()`select private.flush_window(${channel}) as next`;
+      const [{ next }] = await backgroundDb()`select private.flush_window(${channel}) as next`;
       wait = next;
     }
   })().catch((error) => console.error(`flushing ${channel}:`, error));
@@ -23,6 +23,6 @@ export function scheduleFlush(channel: string, delayMs: number, force = false): 
 
 /** Flushes a channel's window now, due or not; the ms until it wants flushing again, or null. */
 export async function flushNow(channel: string): Promise<number | null> {
-  const [{ next }] = await db()`select private.flush_window(${channel}, true) as next`;
+  const [{ next }] = await backgroundDb()`select private.flush_window(${channel}, true) as next`;
   return next;
 }
