@@ -45,6 +45,9 @@ create table public.messages (
   client_id text not null,
   body text not null,
   created_at timestamptz not null default now(),
+  -- When the message went out in a chat:batch; null = waiting for its window's flush. chat-send
+  -- inserts null; rows written any other way (imports, fixtures) count as already sent.
+  broadcast_at timestamptz default now(),
   -- Idempotent publishing: a retried send with the same client_id finds the stored row.
   unique (room_id, client_id)
 );

@@ -335,7 +335,10 @@ begin
         'timestamp', private.epoch_ms(m.created_at))$item$
     end,
     case rule.history when 'messages' then 'public.messages' else 'private.channel_messages' end,
-    case rule.history when 'messages' then 'm.room_id = $1::uuid' else 'm.channel = $1' end,
+    -- Chat history is what went out: batches leave in id order, so a forwards page can never
+    -- pass a message that is still waiting and skip it.
+    case rule.history when 'messages' then 'm.room_id = $1::uuid and m.broadcast_at is not null'
+                      else 'm.channel = $1' end,
     case when forwards then '>' else '<' end,
     -- Rewinds are read newest first but returned oldest first.
     case when forwards or is_rewind then 'asc' else 'desc' end

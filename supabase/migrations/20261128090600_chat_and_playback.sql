@@ -38,9 +38,7 @@ select namespace, kind, 'send', 'service' from private.channel_kinds;
  * Storage
  * ----
  */
--- When a chat message went out in a chat:batch; null = waiting for its window's flush. send_chat
--- inserts null; rows written any other way (existing chat, imports, fixtures) are not sent again.
-alter table public.messages add column broadcast_at timestamptz default now();
+-- Chat waiting for its window's flush (messages.broadcast_at is null).
 create index messages_waiting_idx on public.messages (room_id, id) where broadcast_at is null;
 
 -- The chat message a push belongs to (pushes published with a message have none).
@@ -96,7 +94,11 @@ begin
 end;
 $$;
 
-/** The batching policy: the room's waiting messages, oldest first, as chat:batch payloads. */
+/**
+ * The batching policy: the room's waiting messages, oldest first, as one chat:batch — at most
+ * batch_max, and no more than fit in the channel's payload limit (the rest waits for the next
+ * window). Set-based: one statement picks, marks and serialises the batch.
+ */
 create function private.flush_chat(channel text, rule private.channel_rules, room uuid)
 returns int
 language plpgsql
@@ -104,30 +106,31 @@ security definer
 set search_path = ''
 as $$
 declare
-  batch jsonb := '[]';
-  -- The payload's size as JSON text: `{"messages": []}` plus each item and its ", " separator.
-  batch_bytes int := 16;
-  item_bytes int;
-  message public.messages;
-  item jsonb;
-  sent int := 0;
+  sent int;
+  batch jsonb;
 begin
-  for message in
-    select * from public.messages m
+  with waiting as (
+    select m.id, octet_length(private.message_json(m)::text) as bytes
+    from public.messages m
     where m.room_id = room and m.broadcast_at is null
     order by m.id
     limit rule.batch_max
     for update
-  loop
-    item := private.message_json(message);
-    item_bytes := octet_length(item::text) + case when sent > 0 then 2 else 0 end;
-    -- Stay within the channel's payload limit; what does not fit waits for the next window.
-    exit when sent > 0 and batch_bytes + item_bytes > rule.max_payload_bytes;
-    batch := batch || item;
-    batch_bytes := batch_bytes + item_bytes;
-    sent := sent + 1;
-    update public.messages m set broadcast_at = clock_timestamp() where m.id = message.id;
-  end loop;
+  ),
+  -- The payload's size as JSON text so far: `{"messages": []}` plus the items and their ", ".
+  sized as (
+    select w.id, 16 + sum(w.bytes + 2) over (order by w.id) - 2 as payload_bytes from waiting w
+  ),
+  marked as (
+    update public.messages m set broadcast_at = clock_timestamp()
+    from sized s
+    where m.id = s.id
+      and (s.payload_bytes <= rule.max_payload_bytes or s.id = (select min(id) from sized))
+    returning m.*
+  )
+  select count(*), jsonb_agg(private.message_json(row(marked.*)::public.messages) order by marked.id)
+  into sent, batch
+  from marked;
   if sent > 0 then
     perform private.publish(channel, 'chat:batch', jsonb_build_object('messages', batch));
   end if;

@@ -18,7 +18,7 @@
 --         ...0005 rate limit                                      ...0006 playback
 -- =============================================================================
 begin;
-select plan(70);
+select plan(71);
 
 select tests.create_user('chat-host');
 select tests.create_user('chat-member');
@@ -142,6 +142,12 @@ select is(
   'send_chat answers {client_id, id, created_at, duplicate: false} for each stored message');
 select is(pg_temp.accepted_client_ids(pg_temp.answer('first')), array['first-b', 'first-a'],
   'accepted is in request order');
+select tests.authenticate_as('chat-member');
+select is(
+  public.channel_history('room:07c00000-0000-4000-8000-000000000001:chat') -> 'items',
+  '[]'::jsonb,
+  'chat waiting for its batch is not in history yet (history is what went out)');
+select tests.clear_authentication();
 select results_eq(
   $$ select client_id, body, user_id, broadcast_at from public.messages
      where room_id = '07c00000-0000-4000-8000-000000000001' order by id $$,
