@@ -88,8 +88,8 @@ begin
       select private.playback_json(p, clock_timestamp()) from public.playback_state p
       where p.room_id = room_context.room_id
     ),
-    -- Presence arrives with the presence tables; until then nobody is counted as present.
-    'presence', jsonb_build_object('type', 'detailed', 'total', 0, 'members', '[]'::jsonb),
+    -- Defined with the presence tables (20261128090700_presence.sql).
+    'presence', private.presence_snapshot(room_context.room_id),
     'server_time', private.epoch_ms(clock_timestamp())
   );
 end;

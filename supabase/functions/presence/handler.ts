@@ -1,0 +1,76 @@
+import { requireUserOrService } from "../_shared/auth.ts";
+import { asCaller } from "../_shared/db.ts";
+import { HttpError } from "../_shared/errors.ts";
+import { handle, json, readJson } from "../_shared/http.ts";
+import { parse, queryOf, z } from "../_shared/validation.ts";
+
+const connectionId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, "8 to 64 of A-Z a-z 0-9 _ -");
+
+const body = z.discriminatedUnion("action", [
+  z.object({
+    action: z.literal("join"),
+    room_id: z.guid(),
+    connection_id: connectionId,
+    user_id: z.guid().optional(),
+    user_info: z.record(z.string(), z.unknown()).optional(),
+  }),
+  z.object({ action: z.literal("heartbeat"), room_id: z.guid(), connection_id: connectionId }),
+  z.object({ action: z.literal("leave"), room_id: z.guid(), connection_id: connectionId }),
+]);
+
+const maxUserInfoBytes = 1024;
+
+/**
+ * POST /functions/v1/presence {action: join | heartbeat | leave, room_id, connection_id,
+ * user_id?, user_info?} and GET /functions/v1/presence?room_id=: validated presence, stored in
+ * Postgres (public.presence_*), counting users rather than connections, with no member cap.
+ */
+export const handler = handle({
+  POST: async (req) => {
+    const claims = await requireUserOrService(req);
+    const request = parse(body, await readJson(req, 8 * 1024));
+    let result;
+    if (request.action === "join") {
+      // The claimed identity must be the session's: nobody joins as someone else.
+      if (request.user_id !== undefined && request.user_id !== claims.sub) {
+        throw new HttpError(403, "user_id_mismatch", "user_id must be the signed-in user's id.");
+      }
+      const info = request.user_info ?? {};
+      if (new TextEncoder().encode(JSON.stringify(info)).length > maxUserInfoBytes) {
+        throw new HttpError(413, "user_info_too_large", "user_info is at most 1024 bytes as JSON.");
+      }
+      [{ result }] = await asCaller(
+        claims,
+        (tx) =>
+          tx`select public.presence_join(${request.room_id}, ${request.connection_id},
+                                         ${tx.json(info as Record<string, never>)}) as result`,
+        req,
+      );
+    } else if (request.action === "heartbeat") {
+      [{ result }] = await asCaller(
+        claims,
+        (tx) =>
+          tx`select public.presence_heartbeat(${request.room_id}, ${request.connection_id}) as result`,
+        req,
+      );
+    } else {
+      [{ result }] = await asCaller(
+        claims,
+        (tx) =>
+          tx`select public.presence_leave(${request.room_id}, ${request.connection_id}) as result`,
+        req,
+      );
+    }
+    return json(200, result);
+  },
+  GET: async (req) => {
+    const claims = await requireUserOrService(req);
+    const { room_id } = parse(z.object({ room_id: z.guid() }), queryOf(req));
+    const [{ presence }] = await asCaller(
+      claims,
+      (tx) => tx`select public.presence_get(${room_id}) as presence`,
+      req,
+    );
+    return json(200, presence);
+  },
+});
