@@ -110,6 +110,7 @@ security definer
 set search_path = ''
 as $$
 declare
+  remaining int;
   total int;
 begin
   delete from private.presence_connections c
@@ -117,17 +118,19 @@ begin
   if not found then
     return false;
   end if;
-  -- Serialised on the member's row: of two last tabs leaving at once, the second to get the row
-  -- finds one connection left and removes the member.
-  update private.presence_members m set connections = m.connections - 1
-  where m.room_id = room and m.user_id = member and m.connections > 1;
-  if found then
+  -- Serialised on the member's row, which joins take too: of two last tabs leaving at once the
+  -- second finds one connection left and removes the member; a tab joining meanwhile is counted.
+  select m.connections into remaining from private.presence_members m
+  where m.room_id = room and m.user_id = member
+  for update;
+  if remaining is null then
+    return false;
+  elsif remaining > 1 then
+    update private.presence_members m set connections = m.connections - 1
+    where m.room_id = room and m.user_id = member;
     return false;
   end if;
   delete from private.presence_members m where m.room_id = room and m.user_id = member;
-  if not found then
-    return false;
-  end if;
   update private.presence_rooms r set total = r.total - 1 where r.room_id = room returning r.total into total;
   perform private.publish('room:' || room, 'presence:member_removed',
                           jsonb_build_object('user_id', member, 'total', total));
@@ -187,7 +190,7 @@ $$;
  * join: adds (or refreshes) the caller's connection. Returns
  *   {member_added, me: Member, presence: Presence}
  */
-create function public.presence_join(room_id uuid, connection_id text, user_info jsonb default '{}')
+create function public.presence_join(room_id uuid, connection_id text, user_info json default '{}')
 returns jsonb
 language plpgsql
 security definer
@@ -195,6 +198,7 @@ set search_path = ''
 as $$
 declare
   caller uuid := auth.uid();
+  info jsonb;
   new_connection boolean;
   added boolean := false;
   me private.presence_members;
@@ -202,13 +206,15 @@ declare
 begin
   perform private.require_presence_access(presence_join.room_id, 'presence');
   if presence_join.connection_id is null or presence_join.connection_id !~ '^[A-Za-z0-9_-]{8,64}$'
-     or jsonb_typeof(coalesce(user_info, '{}')) <> 'object' then
+     or json_typeof(coalesce(user_info, '{}')) <> 'object' then
     perform private.raise_client_error(400, 'invalid_request',
       'connection_id is 8 to 64 of A-Z a-z 0-9 _ -, and user_info an object.');
   end if;
+  -- `json`, not jsonb, keeps the text as sent, so this is the size of the JSON the client sent.
   if octet_length(coalesce(user_info, '{}')::text) > 1024 then
     perform private.raise_client_error(413, 'user_info_too_large', 'user_info is at most 1024 bytes as JSON.');
   end if;
+  info := coalesce(user_info, '{}')::jsonb;
   perform private.expire_presence(presence_join.room_id);
 
   insert into private.presence_connections as c (room_id, user_id, connection_id)
@@ -218,7 +224,7 @@ begin
 
   -- The member row serialises this user's connections: exactly one join sees it inserted.
   insert into private.presence_members as m (room_id, user_id, info, is_host, connections, last_active)
-  values (presence_join.room_id, caller, coalesce(user_info, '{}'),
+  values (presence_join.room_id, caller, info,
           exists (select 1 from public.rooms r where r.id = presence_join.room_id and r.host_id = caller),
           1, clock_timestamp())
   on conflict on constraint presence_members_pkey do update
@@ -293,5 +299,5 @@ begin
 end;
 $$;
 
-grant execute on function public.presence_join(uuid, text, jsonb), public.presence_heartbeat(uuid, text),
+grant execute on function public.presence_join(uuid, text, json), public.presence_heartbeat(uuid, text),
   public.presence_leave(uuid, text), public.presence_get(uuid) to authenticated, service_role;

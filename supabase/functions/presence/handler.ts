@@ -43,7 +43,7 @@ export const handler = handle({
         claims,
         (tx) =>
           tx`select public.presence_join(${request.room_id}, ${request.connection_id},
-                                         ${tx.json(info as Record<string, never>)}) as result`,
+                                         ${JSON.stringify(info)}::text::json) as result`,
         req,
       );
     } else if (request.action === "heartbeat") {

@@ -1,0 +1,404 @@
+// End to end through the test stack's gateway with the real supabase-js client. The presence
+// broadcasts are read back as the rows private.publish writes to realtime.messages (topic
+// room:{id}, events presence:member_added / presence:member_removed), written in the request's
+// own transaction.
+import assert from "node:assert/strict";
+import {
+  clientFor,
+  createRoom,
+  createUser,
+  fixtureDb,
+  invoke,
+  type TestUser,
+} from "../../../local/testing.ts";
+
+const rounds = 10;
+
+const setup = fixtureDb();
+const host = await createUser(setup);
+const listener = await createUser(setup);
+const other = await createUser(setup);
+const outsider = await createUser(setup);
+const anonymousListener = await createUser(setup, { anonymous: true });
+const racer = await createUser(setup);
+// One user per concurrency round, so every round starts from nobody present.
+const tabbers: TestUser[] = [];
+for (let i = 0; i < rounds; i++) tabbers.push(await createUser(setup));
+
+const storyRoom = await createRoom(setup, host, [listener]);
+const errorRoom = await createRoom(setup, host, [listener, other, anonymousListener]);
+const raceRoom = await createRoom(setup, host, tabbers);
+const getRoom = await createRoom(setup, host, [listener]);
+const lockRoom = await createRoom(setup, host, [racer]);
+await setup.end();
+
+/** Runs `work` on a fixture connection of its own, closed before the test ends. */
+async function withDb<T>(work: (sql: ReturnType<typeof fixtureDb>) => Promise<T>): Promise<T> {
+  const sql = fixtureDb();
+  try {
+    return await work(sql);
+  } finally {
+    await sql.end();
+  }
+}
+
+/** The payloads (without realtime's id) of the presence `event`s about `user` in `room`. */
+function broadcasts(room: string, event: string, user: string): Promise<Record<string, unknown>[]> {
+  return withDb(async (sql) => {
+    const rows = await sql`select payload - 'id' as payload from realtime.messages
+                           where topic = ${`room:${room}`} and event = ${event}
+                             and payload ->> 'user_id' = ${user}
+                           order by inserted_at`;
+    return rows.map((r) => r.payload);
+  });
+}
+
+function join(user: TestUser, room: string, connectionId: string, userInfo?: unknown) {
+  return invoke(user.client, "presence", {
+    action: "join",
+    room_id: room,
+    connection_id: connectionId,
+    ...(userInfo === undefined ? {} : { user_info: userInfo }),
+  });
+}
+function leave(user: TestUser, room: string, connectionId: string) {
+  return invoke(user.client, "presence", {
+    action: "leave",
+    room_id: room,
+    connection_id: connectionId,
+  });
+}
+function heartbeat(user: TestUser, room: string, connectionId: string) {
+  return invoke(user.client, "presence", {
+    action: "heartbeat",
+    room_id: room,
+    connection_id: connectionId,
+  });
+}
+
+async function expectError(
+  response: Promise<{ status: number; body: { error?: Record<string, unknown> } }>,
+  status: number,
+  code: string,
+  what: string,
+) {
+  const { status: got, body } = await response;
+  assert.equal(got, status, `${what}: ${JSON.stringify(body)}`);
+  assert.equal(body.error?.code, code, what);
+  assert.equal(typeof body.error?.message, "string", what);
+  return body.error!;
+}
+
+Deno.test("three tabs: one member, announced on the first join and the last leave", async () => {
+  const tabs = ["story-tab-1", "story-tab-2", "story-tab-3"];
+  const info = { name: "Listener" };
+  const joins = [];
+  for (const tab of tabs) {
+    const r = await join(listener, storyRoom, tab, info);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    joins.push(r.body);
+  }
+  assert.deepEqual(joins.map((j) => j.member_added), [true, false, false]);
+  assert.deepEqual(joins.map((j) => j.me.connections), [1, 2, 3]);
+  const me = joins[2].me;
+  assert.deepEqual(Object.keys(me).sort(), [
+    "connections",
+    "info",
+    "is_host",
+    "last_active",
+    "user_id",
+  ]);
+  assert.equal(me.user_id, listener.id);
+  assert.deepEqual(me.info, info);
+  assert.equal(me.is_host, false);
+  assert.ok(!Number.isNaN(Date.parse(me.last_active)), `last_active ${me.last_active}`);
+  assert.deepEqual(joins[2].presence, { type: "detailed", total: 1, members: [me] });
+  assert.deepEqual(await broadcasts(storyRoom, "presence:member_added", listener.id), [
+    { user_id: listener.id, info, is_host: false, total: 1 },
+  ]);
+
+  const first = await leave(listener, storyRoom, tabs[0]);
+  const second = await leave(listener, storyRoom, tabs[1]);
+  assert.deepEqual([first.status, first.body], [200, { member_removed: false }]);
+  assert.deepEqual([second.status, second.body], [200, { member_removed: false }]);
+  assert.deepEqual(await broadcasts(storyRoom, "presence:member_removed", listener.id), []);
+
+  const last = await leave(listener, storyRoom, tabs[2]);
+  assert.deepEqual([last.status, last.body], [200, { member_removed: true }]);
+  assert.deepEqual(await broadcasts(storyRoom, "presence:member_removed", listener.id), [
+    { user_id: listener.id, total: 0 },
+  ]);
+  const get = await invoke(listener.client, `presence?room_id=${storyRoom}`);
+  assert.deepEqual([get.status, get.body], [200, { type: "detailed", total: 0, members: [] }]);
+});
+
+Deno.test(`two tabs joining at once, then leaving at once: one announcement each (${rounds} rounds)`, async () => {
+  for (const [round, user] of tabbers.entries()) {
+    const tabs = [`race-${round}-a`, `race-${round}-b`];
+    const joins = await Promise.all(tabs.map((tab) => join(user, raceRoom, tab, { round })));
+    for (const r of joins) assert.equal(r.status, 200, `round ${round}: ${JSON.stringify(r.body)}`);
+    assert.equal(
+      joins.filter((r) => r.body.member_added === true).length,
+      1,
+      `round ${round}: one member_added`,
+    );
+    assert.deepEqual(
+      joins.map((r) => r.body.me.connections).sort(),
+      [1, 2],
+      `round ${round}: connections`,
+    );
+    assert.equal(
+      (await broadcasts(raceRoom, "presence:member_added", user.id)).length,
+      1,
+      `round ${round}: one presence:member_added row`,
+    );
+
+    const leaves = await Promise.all(tabs.map((tab) => leave(user, raceRoom, tab)));
+    for (const r of leaves) {
+      assert.equal(r.status, 200, `round ${round}: ${JSON.stringify(r.body)}`);
+    }
+    assert.equal(
+      leaves.filter((r) => r.body.member_removed === true).length,
+      1,
+      `round ${round}: one member_removed: ${JSON.stringify(leaves.map((r) => r.body))}`,
+    );
+    const removed = await broadcasts(raceRoom, "presence:member_removed", user.id);
+    assert.equal(removed.length, 1, `round ${round}: one presence:member_removed row`);
+    const left = await withDb((sql) =>
+      sql`select (select count(*)::int from private.presence_members
+                  where room_id = ${raceRoom} and user_id = ${user.id}) as members,
+                 (select count(*)::int from private.presence_connections
+                  where room_id = ${raceRoom} and user_id = ${user.id}) as connections`
+    );
+    assert.deepEqual(
+      { ...left[0] },
+      { members: 0, connections: 0 },
+      `round ${round}: nothing left`,
+    );
+  }
+  const [{ total }] = await withDb((sql) =>
+    sql`select total from private.presence_rooms where room_id = ${raceRoom}`
+  );
+  assert.equal(total, 0, "the room's total is back to 0");
+});
+
+Deno.test("validation and rights: each refusal with its status and code", async () => {
+  const tab = "error-tab-1";
+  await expectError(
+    invoke(listener.client, "presence", {
+      action: "join",
+      room_id: errorRoom,
+      connection_id: tab,
+      user_id: other.id,
+    }),
+    403,
+    "user_id_mismatch",
+    "user_id of another user",
+  );
+  await expectError(
+    join(listener, errorRoom, tab, { bio: "x".repeat(1100) }),
+    413,
+    "user_info_too_large",
+    "user_info over 1024 bytes",
+  );
+  await expectError(
+    join(anonymousListener, errorRoom, tab),
+    403,
+    "identified_only",
+    "anonymous member",
+  );
+  await expectError(
+    invoke(clientFor(), "presence", { action: "join", room_id: errorRoom, connection_id: tab }),
+    403,
+    "identified_only",
+    "anon key",
+  );
+  await expectError(join(outsider, errorRoom, tab), 403, "not_a_member", "non-member");
+  await expectError(
+    join(listener, crypto.randomUUID(), tab),
+    404,
+    "room_not_found",
+    "room not found",
+  );
+  const invalid: [string, unknown][] = [
+    ["connection_id of 7", { action: "join", room_id: errorRoom, connection_id: "c".repeat(7) }],
+    ["connection_id of 65", { action: "join", room_id: errorRoom, connection_id: "c".repeat(65) }],
+    ["connection_id with a space", {
+      action: "join",
+      room_id: errorRoom,
+      connection_id: "with space",
+    }],
+    ["heartbeat with a bad connection_id", {
+      action: "heartbeat",
+      room_id: errorRoom,
+      connection_id: "short",
+    }],
+    ["unknown action", { action: "dance", room_id: errorRoom, connection_id: tab }],
+    ["no action", { room_id: errorRoom, connection_id: tab }],
+    ["missing room_id", { action: "join", connection_id: tab }],
+    ["room_id not a uuid", { action: "join", room_id: "room-1", connection_id: tab }],
+    ["user_info an array", {
+      action: "join",
+      room_id: errorRoom,
+      connection_id: tab,
+      user_info: [1],
+    }],
+    ["user_info a string", {
+      action: "join",
+      room_id: errorRoom,
+      connection_id: tab,
+      user_info: "me",
+    }],
+  ];
+  for (const [what, payload] of invalid) {
+    const error = await expectError(
+      invoke(listener.client, "presence", payload),
+      400,
+      "invalid_request",
+      what,
+    );
+    assert.ok(Array.isArray(error.details) && error.details.length > 0, `${what}: details`);
+  }
+  const stored = await withDb((sql) =>
+    sql`select count(*)::int as n from private.presence_connections where room_id = ${errorRoom}`
+  );
+  assert.equal(stored[0].n, 0, "no refused join stored a connection");
+
+  // The limits are inclusive, and the caller's own user_id is fine.
+  const ok = await invoke(listener.client, "presence", {
+    action: "join",
+    room_id: errorRoom,
+    connection_id: "c".repeat(64),
+    user_id: listener.id,
+  });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.member_added, true);
+  const shortest = await join(listener, errorRoom, "c".repeat(8));
+  assert.equal(shortest.status, 200, JSON.stringify(shortest.body));
+});
+
+Deno.test("user_info of exactly 1024 bytes as JSON is accepted", async () => {
+  const info = { bio: "" };
+  info.bio = "y".repeat(1024 - JSON.stringify(info).length);
+  assert.equal(new TextEncoder().encode(JSON.stringify(info)).length, 1024);
+  const r = await join(other, errorRoom, "limit-tab-1", info);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body.me.info, info);
+});
+
+Deno.test("GET returns the detailed Presence to members, 403 to others", async () => {
+  const hostJoin = await join(host, getRoom, "get-host-1", { name: "Host" });
+  assert.equal(hostJoin.status, 200, JSON.stringify(hostJoin.body));
+  const listenerJoin = await join(listener, getRoom, "get-listener-1", { name: "Listener" });
+  assert.equal(listenerJoin.status, 200, JSON.stringify(listenerJoin.body));
+  const { status, body } = await invoke(listener.client, `presence?room_id=${getRoom}`);
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.equal(body.type, "detailed");
+  assert.equal(body.total, 2);
+  assert.deepEqual(body.members.map((m: { user_id: string }) => m.user_id), [host.id, listener.id]);
+  assert.deepEqual(body.members[0], hostJoin.body.me);
+  assert.equal(body.members[0].is_host, true);
+  assert.deepEqual(body.members[1], listenerJoin.body.me);
+  assert.deepEqual(listenerJoin.body.presence, body);
+  await expectError(
+    invoke(outsider.client, `presence?room_id=${getRoom}`),
+    403,
+    "not_a_member",
+    "GET by a non-member",
+  );
+  await expectError(
+    invoke(listener.client, "presence?room_id=nope"),
+    400,
+    "invalid_request",
+    "GET with a bad room_id",
+  );
+});
+
+Deno.test("heartbeat answers {expires_at} 60 s ahead; leave of an unknown connection is a no-op", async () => {
+  const joined = await join(listener, getRoom, "beat-tab-1");
+  assert.equal(joined.status, 200, JSON.stringify(joined.body));
+  const before = Date.now();
+  const beat = await heartbeat(listener, getRoom, "beat-tab-1");
+  assert.equal(beat.status, 200, JSON.stringify(beat.body));
+  assert.deepEqual(Object.keys(beat.body), ["expires_at"]);
+  const expiresAt = Date.parse(beat.body.expires_at);
+  // The database's clock and ours: within a few seconds of each other on one machine.
+  assert.ok(Math.abs(expiresAt - (before + 60_000)) < 5_000, `expires_at ${beat.body.expires_at}`);
+  await expectError(
+    heartbeat(listener, getRoom, "never-joined-1"),
+    404,
+    "not_found",
+    "unknown connection",
+  );
+
+  const unknown = await leave(listener, getRoom, "never-joined-1");
+  assert.deepEqual([unknown.status, unknown.body], [200, { member_removed: false }]);
+  const gone = await leave(listener, getRoom, "beat-tab-1");
+  assert.deepEqual(
+    [gone.status, gone.body],
+    [200, { member_removed: false }],
+    "get-listener-1 is still there",
+  );
+});
+
+/** Waits until `count` backends wait on a lock. */
+async function lockWaiters(count: number) {
+  const deadline = Date.now() + 3000;
+  let n = 0;
+  while (Date.now() < deadline) {
+    n = await withDb(async (sql) => {
+      const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity
+                                where wait_event_type = 'Lock' and datname = current_database()`;
+      return n as number;
+    });
+    if (n >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`${count} backends waiting on a lock, saw ${n}`);
+}
+
+Deno.test("a tab joining while the user's last other tab leaves keeps the member", async () => {
+  const first = await join(racer, lockRoom, "lock-tab-1");
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  // Hold the member's row so that the join and then the leave queue behind it, in that order.
+  const holder = fixtureDb();
+  let joining: ReturnType<typeof join> | undefined;
+  let leaving: ReturnType<typeof leave> | undefined;
+  try {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const held = holder.begin(async (tx) => {
+      await tx`select 1 from private.presence_members
+               where room_id = ${lockRoom} and user_id = ${racer.id} for update`;
+      locked();
+      await released;
+    });
+    await Promise.race([isLocked, held]);
+    joining = join(racer, lockRoom, "lock-tab-2");
+    await lockWaiters(1);
+    leaving = leave(racer, lockRoom, "lock-tab-1");
+    await lockWaiters(2);
+    release();
+    await held;
+    const [joined, left] = await Promise.all([joining, leaving]);
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    assert.equal(left.status, 200, JSON.stringify(left.body));
+    const state = await withDb((sql) =>
+      sql`select (select count(*)::int from private.presence_connections
+                  where room_id = ${lockRoom} and user_id = ${racer.id}) as connections,
+                 (select connections from private.presence_members
+                  where room_id = ${lockRoom} and user_id = ${racer.id}) as member_connections`
+    );
+    assert.deepEqual(
+      { joined: joined.body.member_added, left: left.body.member_removed, ...state[0] },
+      { joined: false, left: false, connections: 1, member_connections: 1 },
+      "lock-tab-2 is live, so the user is still a member with one connection",
+    );
+  } finally {
+    await joining?.catch(() => {});
+    await leaving?.catch(() => {});
+    await holder.end();
+  }
+});

@@ -1,0 +1,422 @@
+-- =============================================================================
+-- 08-presence: public.presence_join / presence_heartbeat / presence_leave / presence_get, the
+-- sweeper private.expire_presence and the snapshot private.presence_snapshot (API.md §4 presence).
+--
+-- Notes:
+--  * Callers are set with tests.authenticate_as, always after tests.clear_authentication() (the
+--    helpers read auth.users); answers are kept in pg_temp.answers and checked as postgres.
+--  * Broadcasts are rows in realtime.messages on room:{id}, found by topic and event; realtime.send
+--    adds an `id` to every payload, so payloads are compared without it.
+--  * Expiry is simulated by moving last_seen_at / last_active into the past as postgres: no test
+--    waits on the clock.
+--  * The 100 / 101 members of the big room are written straight into private.presence_* as
+--    postgres (set-based); the host and the 101st member join for real.
+--
+-- Rooms:  ...0001 three tabs, errors   ...0002 expiry   ...0003 100 / 101 members
+-- =============================================================================
+begin;
+select plan(51);
+
+select tests.create_user('presence-host');
+select tests.create_user('presence-member');
+select tests.create_user('presence-sleeper');
+select tests.create_user('presence-dozer');
+select tests.create_user('presence-outsider');
+select tests.create_user('presence-guest', true);
+select tests.create_user('presence-last');
+do $$ begin perform tests.create_user('presence-bulk-' || i) from generate_series(1, 99) as i; end $$;
+
+insert into public.rooms (id, name, host_id) values
+  ('08c00000-0000-4000-8000-000000000001', 'Presence room', tests.uid('presence-host')),
+  ('08c00000-0000-4000-8000-000000000002', 'Sleepy room', tests.uid('presence-host')),
+  ('08c00000-0000-4000-8000-000000000003', 'Crowded room', tests.uid('presence-host'));
+insert into public.room_members (room_id, user_id, role) values
+  ('08c00000-0000-4000-8000-000000000001', tests.uid('presence-member'), 'listener'),
+  ('08c00000-0000-4000-8000-000000000001', tests.uid('presence-guest'), 'listener'),
+  ('08c00000-0000-4000-8000-000000000002', tests.uid('presence-member'), 'listener'),
+  ('08c00000-0000-4000-8000-000000000002', tests.uid('presence-sleeper'), 'listener'),
+  ('08c00000-0000-4000-8000-000000000002', tests.uid('presence-dozer'), 'listener'),
+  ('08c00000-0000-4000-8000-000000000003', tests.uid('presence-last'), 'listener');
+insert into public.room_members (room_id, user_id, role)
+select '08c00000-0000-4000-8000-000000000003', u.id, 'listener'
+from auth.users u where u.raw_user_meta_data ->> 'test_identifier' like 'presence-bulk-%';
+
+create temp table answers (name text primary key, answer jsonb);
+grant select, insert on answers to public;
+
+create function pg_temp.answer(key text) returns jsonb
+language sql stable as $$
+  select a.answer from pg_temp.answers a where a.name = answer.key
+$$;
+-- The presence broadcasts `event` of a room, without realtime's id (every row of a transaction has
+-- the same inserted_at, so they are ordered by their payload).
+create function pg_temp.broadcasts(room uuid, event text) returns jsonb
+language sql stable as $$
+  select coalesce(jsonb_agg(r.payload - 'id' order by r.payload::text), '[]')
+  from realtime.messages r
+  where r.topic = 'room:' || room and r.event = broadcasts.event
+$$;
+-- The user_ids of a list of Members, in order.
+create function pg_temp.user_ids(members jsonb) returns uuid[]
+language sql immutable as $$
+  select coalesce(array_agg((m.item ->> 'user_id')::uuid order by m.n), '{}')
+  from jsonb_array_elements(members) with ordinality as m (item, n)
+$$;
+grant execute on function pg_temp.answer(text), pg_temp.broadcasts(uuid, text), pg_temp.user_ids(jsonb)
+  to public;
+
+
+-- -----------------------------------------------------------------------------
+-- Three tabs of one user: one member, announced once on the first join and the last leave
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('presence-member');
+insert into answers values
+  ('join-1', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Member"}')),
+  ('join-2', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-two-2', '{"name": "Member"}')),
+  ('join-3', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-three-3', '{"name": "Member"}'));
+select tests.clear_authentication();
+
+select is(
+  array[(pg_temp.answer('join-1') ->> 'member_added')::boolean, (pg_temp.answer('join-2') ->> 'member_added')::boolean,
+        (pg_temp.answer('join-3') ->> 'member_added')::boolean],
+  array[true, false, false],
+  'member_added is true only for the first tab');
+select is(
+  array[(pg_temp.answer('join-1') -> 'me' ->> 'connections')::int, (pg_temp.answer('join-2') -> 'me' ->> 'connections')::int,
+        (pg_temp.answer('join-3') -> 'me' ->> 'connections')::int],
+  array[1, 2, 3],
+  'me.connections counts the tabs: 1, 2, 3');
+select is(
+  pg_temp.answer('join-3') -> 'me',
+  (select private.member_json(m) from private.presence_members m
+   where m.room_id = '08c00000-0000-4000-8000-000000000001' and m.user_id = tests.uid('presence-member')),
+  'me is the stored Member');
+select is(
+  (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('join-3') -> 'me') as k),
+  array['connections', 'info', 'is_host', 'last_active', 'user_id'],
+  'a Member is {user_id, info, is_host, connections, last_active}');
+select is(
+  jsonb_build_object('user_id', pg_temp.answer('join-3') -> 'me' -> 'user_id', 'info', pg_temp.answer('join-3') -> 'me' -> 'info',
+                     'is_host', pg_temp.answer('join-3') -> 'me' -> 'is_host'),
+  jsonb_build_object('user_id', tests.uid('presence-member'), 'info', '{"name": "Member"}'::jsonb, 'is_host', false),
+  'me carries the caller, their user_info and is_host false for a listener');
+select is(
+  pg_temp.answer('join-3') -> 'presence',
+  jsonb_build_object('type', 'detailed', 'total', 1, 'members', jsonb_build_array(pg_temp.answer('join-3') -> 'me')),
+  'the join answers the room''s Presence: detailed, total 1, the one member');
+select is(
+  pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_added'),
+  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-member'), 'info', '{"name": "Member"}'::jsonb,
+                                       'is_host', false, 'total', 1)),
+  'exactly one presence:member_added {user_id, info, is_host, total} for three tabs');
+select is(
+  (select count(*)::int from private.presence_connections c
+   where c.room_id = '08c00000-0000-4000-8000-000000000001' and c.user_id = tests.uid('presence-member')),
+  3,
+  'three connections are stored');
+
+-- Joining again with a connection_id that is already there refreshes it.
+select tests.authenticate_as('presence-member');
+insert into answers values
+  ('rejoin', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Renamed"}'));
+select tests.clear_authentication();
+select is(
+  jsonb_build_object('member_added', pg_temp.answer('rejoin') -> 'member_added',
+                     'connections', pg_temp.answer('rejoin') -> 'me' -> 'connections',
+                     'stored', (select count(*) from private.presence_connections c
+                                where c.room_id = '08c00000-0000-4000-8000-000000000001'
+                                  and c.user_id = tests.uid('presence-member'))),
+  '{"member_added": false, "connections": 3, "stored": 3}'::jsonb,
+  're-joining with an existing connection_id adds no connection');
+select is(pg_temp.answer('rejoin') -> 'me' -> 'info', '{"name": "Renamed"}'::jsonb,
+  're-joining updates the member''s info');
+
+-- Heartbeat.
+select tests.authenticate_as('presence-member');
+insert into answers values
+  ('heartbeat', public.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
+select tests.clear_authentication();
+select is(
+  (select array_agg(k) from jsonb_object_keys(pg_temp.answer('heartbeat')) as k), array['expires_at'],
+  'heartbeat answers {expires_at}');
+select ok(
+  (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz between now() + interval '60 seconds'
+                                                               and clock_timestamp() + interval '60 seconds',
+  'expires_at is now + 60 s');
+select is(
+  (select jsonb_build_object('last_active', m.last_active, 'last_seen_at', c.last_seen_at)
+   from private.presence_members m
+   join private.presence_connections c on c.room_id = m.room_id and c.user_id = m.user_id and c.connection_id = 'tab-two-2'
+   where m.room_id = '08c00000-0000-4000-8000-000000000001' and m.user_id = tests.uid('presence-member')),
+  jsonb_build_object('last_active', (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz - interval '60 seconds',
+                     'last_seen_at', (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz - interval '60 seconds'),
+  'heartbeat refreshes the connection''s last_seen_at and the member''s last_active');
+select tests.authenticate_as('presence-member');
+select throws_ok(
+  $$ select public.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-never-seen') $$,
+  'WS404', 'not_found',
+  'heartbeat of a connection that never joined: 404 not_found');
+select tests.clear_authentication();
+
+-- Leaves.
+select tests.authenticate_as('presence-member');
+insert into answers values
+  ('leave-1', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-one-1')),
+  ('leave-2', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
+select tests.clear_authentication();
+select is(
+  jsonb_build_array(pg_temp.answer('leave-1'), pg_temp.answer('leave-2')),
+  '[{"member_removed": false}, {"member_removed": false}]'::jsonb,
+  'the first two tabs to leave do not remove the member');
+select is(
+  jsonb_build_object('removed', pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_removed'),
+                     'connections', (select m.connections from private.presence_members m
+                                     where m.room_id = '08c00000-0000-4000-8000-000000000001'
+                                       and m.user_id = tests.uid('presence-member'))),
+  '{"removed": [], "connections": 1}'::jsonb,
+  'no presence:member_removed while a tab is left; the member has one connection');
+select tests.authenticate_as('presence-member');
+insert into answers values
+  ('leave-3', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3')),
+  ('leave-again', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3'));
+select tests.clear_authentication();
+select is(pg_temp.answer('leave-3'), '{"member_removed": true}'::jsonb,
+  'the last tab to leave removes the member');
+select is(
+  pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_removed'),
+  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-member'), 'total', 0)),
+  'exactly one presence:member_removed {user_id, total}');
+select is(pg_temp.answer('leave-again'), '{"member_removed": false}'::jsonb,
+  'leaving with a connection that is gone: member_removed false');
+select is(
+  jsonb_build_object(
+    'members', (select count(*) from private.presence_members m where m.room_id = '08c00000-0000-4000-8000-000000000001'),
+    'connections', (select count(*) from private.presence_connections c where c.room_id = '08c00000-0000-4000-8000-000000000001'),
+    'total', (select r.total from private.presence_rooms r where r.room_id = '08c00000-0000-4000-8000-000000000001')),
+  '{"members": 0, "connections": 0, "total": 0}'::jsonb,
+  'nothing is left of the member, and the room''s total is 0');
+
+
+-- -----------------------------------------------------------------------------
+-- Expiry: 60 s without a join or heartbeat
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('presence-sleeper');
+insert into answers values
+  ('sleep-1', public.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-1')),
+  ('sleep-2', public.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2'));
+select tests.clear_authentication();
+select tests.authenticate_as('presence-dozer');
+insert into answers values ('doze-1', public.presence_join('08c00000-0000-4000-8000-000000000002', 'doze-tab-1'));
+select tests.clear_authentication();
+
+update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
+where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'sleep-tab-1';
+select is(private.expire_presence(), 1, 'the sweeper drops a connection not seen for 61 s');
+select is(
+  jsonb_build_object('removed', pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed'),
+                     'connections', (select m.connections from private.presence_members m
+                                     where m.room_id = '08c00000-0000-4000-8000-000000000002'
+                                       and m.user_id = tests.uid('presence-sleeper'))),
+  '{"removed": [], "connections": 1}'::jsonb,
+  'an expired tab that was not the last: no member_removed, one connection left');
+update private.presence_connections set last_seen_at = clock_timestamp() - interval '59 seconds'
+where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'sleep-tab-2';
+select is(private.expire_presence('08c00000-0000-4000-8000-000000000002'), 0,
+  'a connection seen 59 s ago is kept');
+
+-- Stale but not swept yet: heartbeat refuses it.
+update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
+where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'sleep-tab-2';
+select tests.authenticate_as('presence-sleeper');
+select throws_ok(
+  $$ select public.presence_heartbeat('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2') $$,
+  'WS404', 'not_found',
+  'heartbeat of an expired connection: 404 not_found');
+select tests.clear_authentication();
+
+select is(private.expire_presence('08c00000-0000-4000-8000-000000000002'), 1,
+  'the sweeper drops the last stale tab');
+select is(
+  pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed'),
+  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-sleeper'), 'total', 1)),
+  'the expiry of a member''s last connection announces presence:member_removed with the new total');
+select is(
+  (select count(*)::int from private.presence_members m
+   where m.room_id = '08c00000-0000-4000-8000-000000000002' and m.user_id = tests.uid('presence-sleeper')),
+  0,
+  'the expired member is gone');
+
+-- Any presence call for the room sweeps it too.
+update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
+where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'doze-tab-1';
+select tests.authenticate_as('presence-member');
+insert into answers values ('swept', public.presence_get('08c00000-0000-4000-8000-000000000002'));
+select tests.clear_authentication();
+select is(pg_temp.answer('swept'), '{"type": "detailed", "total": 0, "members": []}'::jsonb,
+  'presence_get sweeps the room first: the stale member is not in its answer');
+select ok(
+  jsonb_array_length(pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed')) = 2
+  and pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed')
+      @> jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-dozer'), 'total', 0)),
+  'the sweep by a presence call announces presence:member_removed');
+
+
+-- -----------------------------------------------------------------------------
+-- Snapshots: detailed up to 100 members, a summary above
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('presence-host');
+insert into answers values
+  ('host-join', public.presence_join('08c00000-0000-4000-8000-000000000003', 'host-tab-1', '{"name": "Host"}'));
+select tests.clear_authentication();
+select is(
+  jsonb_build_object('member_added', pg_temp.answer('host-join') -> 'member_added',
+                     'is_host', pg_temp.answer('host-join') -> 'me' -> 'is_host'),
+  '{"member_added": true, "is_host": true}'::jsonb,
+  'the host joins as a host');
+select is(
+  pg_temp.broadcasts('08c00000-0000-4000-8000-000000000003', 'presence:member_added'),
+  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-host'), 'info', '{"name": "Host"}'::jsonb,
+                                       'is_host', true, 'total', 1)),
+  'presence:member_added says is_host true for the host');
+
+-- The host was active 30 s ago, before everybody else: hosts still come first.
+update private.presence_members set last_active = clock_timestamp() - interval '30 seconds'
+where room_id = '08c00000-0000-4000-8000-000000000003';
+update private.presence_connections set last_seen_at = clock_timestamp() - interval '30 seconds'
+where room_id = '08c00000-0000-4000-8000-000000000003';
+-- 99 listeners, listener i seen i / 2 seconds ago (all within the minute).
+insert into private.presence_connections (room_id, user_id, connection_id, last_seen_at)
+select '08c00000-0000-4000-8000-000000000003', tests.uid('presence-bulk-' || i), 'bulk-tab-' || i,
+       clock_timestamp() - make_interval(secs => i * 0.5)
+from generate_series(1, 99) as i;
+insert into private.presence_members (room_id, user_id, info, is_host, connections, last_active)
+select '08c00000-0000-4000-8000-000000000003', tests.uid('presence-bulk-' || i), jsonb_build_object('n', i), false, 1,
+       clock_timestamp() - make_interval(secs => i * 0.5)
+from generate_series(1, 99) as i;
+update private.presence_rooms set total = total + 99 where room_id = '08c00000-0000-4000-8000-000000000003';
+
+select tests.authenticate_as('presence-last');
+insert into answers values ('at-100', public.presence_get('08c00000-0000-4000-8000-000000000003'));
+select tests.clear_authentication();
+select is(
+  jsonb_build_object('type', pg_temp.answer('at-100') -> 'type', 'total', pg_temp.answer('at-100') -> 'total',
+                     'members', jsonb_array_length(pg_temp.answer('at-100') -> 'members')),
+  '{"type": "detailed", "total": 100, "members": 100}'::jsonb,
+  'at exactly 100 members the snapshot is detailed, with every member');
+select is(
+  pg_temp.user_ids(pg_temp.answer('at-100') -> 'members'),
+  (select array_agg(m.user_id order by m.is_host desc, m.last_active desc, m.user_id)
+   from private.presence_members m where m.room_id = '08c00000-0000-4000-8000-000000000003'),
+  'detailed members: the host first, then the most recently active');
+
+select tests.authenticate_as('presence-last');
+insert into answers values
+  ('at-101', public.presence_join('08c00000-0000-4000-8000-000000000003', 'last-tab-1', '{"name": "Last"}'));
+select tests.clear_authentication();
+select is(pg_temp.answer('at-101') -> 'member_added', 'true'::jsonb, 'the 101st member joins: no member cap');
+select is(
+  (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('at-101') -> 'presence') as k),
+  array['hosts', 'recently_active', 'sample', 'total', 'type'],
+  'at 101 members the snapshot is {type, total, sample, hosts, recently_active}');
+select is(
+  jsonb_build_object('type', pg_temp.answer('at-101') -> 'presence' -> 'type',
+                     'total', pg_temp.answer('at-101') -> 'presence' -> 'total',
+                     'recently_active', pg_temp.answer('at-101') -> 'presence' -> 'recently_active'),
+  '{"type": "summary", "total": 101, "recently_active": 101}'::jsonb,
+  'a summary of 101 members, all of them recently active');
+select is(
+  pg_temp.user_ids(pg_temp.answer('at-101') -> 'presence' -> 'sample'),
+  array[tests.uid('presence-host'), tests.uid('presence-last')]
+    || (select array_agg(tests.uid('presence-bulk-' || i) order by i) from generate_series(1, 8) as i),
+  'the sample is 10 members: the host first, then the most recently active');
+select is(
+  pg_temp.answer('at-101') -> 'presence' -> 'hosts',
+  (select jsonb_agg(private.member_json(m)) from private.presence_members m
+   where m.room_id = '08c00000-0000-4000-8000-000000000003' and m.user_id = tests.uid('presence-host')),
+  'the summary lists the hosts as Members');
+select is(
+  (select count(*)::int from realtime.messages r
+   where r.topic = 'room:08c00000-0000-4000-8000-000000000003' and r.event = 'presence:member_added'
+     and r.payload ->> 'user_id' = tests.uid('presence-last')::text and (r.payload ->> 'total')::int = 101),
+  1,
+  'the 101st member is announced with total 101');
+
+select tests.authenticate_as('presence-last');
+insert into answers values
+  ('context', public.room_context('08c00000-0000-4000-8000-000000000003')),
+  ('get-101', public.presence_get('08c00000-0000-4000-8000-000000000003'));
+select tests.clear_authentication();
+select is(pg_temp.answer('context') -> 'presence', pg_temp.answer('get-101'),
+  'room_context''s presence is presence_get''s');
+
+-- Five members last active 61..65 s ago, not swept yet: not recently active.
+update private.presence_members m set last_active = clock_timestamp() - interval '65 seconds'
+where m.room_id = '08c00000-0000-4000-8000-000000000003'
+  and m.user_id in (select tests.uid('presence-bulk-' || i) from generate_series(95, 99) as i);
+select is(
+  jsonb_build_object('total', private.presence_snapshot('08c00000-0000-4000-8000-000000000003') -> 'total',
+                     'recently_active', private.presence_snapshot('08c00000-0000-4000-8000-000000000003') -> 'recently_active'),
+  '{"total": 101, "recently_active": 96}'::jsonb,
+  'recently_active is the total minus the members not active in the last 60 s');
+
+
+-- -----------------------------------------------------------------------------
+-- Refusals
+-- -----------------------------------------------------------------------------
+
+select tests.authenticate_as('presence-outsider');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'outsider-1') $$,
+  'WS403', 'not_a_member',
+  'a non-member cannot join presence');
+select throws_ok(
+  $$ select public.presence_get('08c00000-0000-4000-8000-000000000001') $$,
+  'WS403', 'not_a_member',
+  'a non-member cannot read presence');
+select tests.clear_authentication();
+
+select tests.authenticate_as('presence-guest');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'guest-tab-1') $$,
+  'WS403', 'identified_only',
+  'an anonymous member cannot join presence');
+select tests.clear_authentication();
+
+select tests.authenticate_as('presence-member');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-0000000000ff', 'nowhere-1') $$,
+  'WS404', 'room_not_found',
+  'presence in a room that does not exist: room_not_found');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'seven-7') $$,
+  'WS400', 'invalid_request',
+  'a connection_id of 7 characters is refused');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', repeat('c', 65)) $$,
+  'WS400', 'invalid_request',
+  'a connection_id of 65 characters is refused');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'with space') $$,
+  'WS400', 'invalid_request',
+  'a connection_id with a space is refused');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'big-info-1',
+                                 json_build_object('bio', repeat('x', 1100))) $$,
+  'WS413', 'user_info_too_large',
+  'user_info over 1024 bytes: 413 user_info_too_large');
+select throws_ok(
+  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'array-info-1', '["not", "an", "object"]') $$,
+  'WS400', 'invalid_request',
+  'user_info that is not an object is refused');
+select tests.clear_authentication();
+select is(
+  (select count(*)::int from private.presence_connections c
+   where c.room_id = '08c00000-0000-4000-8000-000000000001'),
+  0,
+  'no refused join stored a connection');
+
+select * from finish();
+rollback;
