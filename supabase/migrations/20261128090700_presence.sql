@@ -68,6 +68,8 @@ set search_path = ''
 as $$
 declare
   total int := coalesce((select r.total from private.presence_rooms r where r.room_id = room), 0);
+  -- Fixed before the query so that the index reads only the inactive members.
+  inactive_before timestamptz := clock_timestamp() - interval '60 seconds';
 begin
   if total <= 100 then
     return jsonb_build_object('type', 'detailed', 'total', total, 'members', (
@@ -93,7 +95,7 @@ begin
     -- Everyone but the few not seen for 60 s that no sweep has removed yet.
     'recently_active', total - (
       select count(*) from private.presence_members m
-      where m.room_id = room and m.last_active < clock_timestamp() - interval '60 seconds')
+      where m.room_id = room and m.last_active < inactive_before)
   );
 end;
 $$;
@@ -149,13 +151,22 @@ security definer
 set search_path = ''
 as $$
 declare
+  -- A value fixed before the query, unlike clock_timestamp() inside it, so the index can
+  -- narrow the scan to the stale rows instead of reading the whole room.
+  cutoff timestamptz := clock_timestamp() - interval '60 seconds';
   stale record;
   dropped int := 0;
 begin
+  if room is null then
+    return coalesce((
+      select sum(private.expire_presence(r.room_id))
+      from (select distinct c.room_id from private.presence_connections c where c.last_seen_at < cutoff) r
+    ), 0);
+  end if;
   for stale in
     select c.room_id, c.user_id, c.connection_id from private.presence_connections c
-    where (room is null or c.room_id = room) and c.last_seen_at < clock_timestamp() - interval '60 seconds'
-    order by c.room_id, c.user_id
+    where c.room_id = room and c.last_seen_at < cutoff
+    order by c.user_id
     for update skip locked
   loop
     perform private.drop_connection(stale.room_id, stale.user_id, stale.connection_id);
