@@ -1,6 +1,7 @@
 // Helpers for the Deno tests that run against the test stack (`npm test` sets the environment):
 // a direct database connection for fixtures, users with real tokens, and the real supabase-js
 // client acting as them.
+import assert from "node:assert/strict";
 import {
   createClient,
   FunctionsHttpError,
@@ -76,4 +77,44 @@ export async function invoke(
   }
   if (error) throw error;
   return { status: response!.status, body: data, headers: response!.headers };
+}
+
+/** Runs `work` on a fixture connection of its own, closed before the test ends (Deno's
+ * sanitizers want what a test opens closed within it). */
+export async function withDb<T>(work: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  const sql = fixtureDb();
+  try {
+    return await work(sql);
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Polls `read` until `done` holds (or `timeoutMs` passes) and returns the last reading. */
+export async function poll<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 2000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (!done(value) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    value = await read();
+  }
+  return value;
+}
+
+/** Asserts that a call answered the contract's error: `status`, `code` and a message. */
+export async function expectError(
+  response: Promise<{ status: number; body: { error?: Record<string, unknown> } }>,
+  status: number,
+  code: string,
+  what: string,
+): Promise<Record<string, unknown>> {
+  const { status: got, body } = await response;
+  assert.equal(got, status, `${what}: ${JSON.stringify(body)}`);
+  assert.equal(body.error?.code, code, what);
+  assert.equal(typeof body.error?.message, "string", what);
+  return body.error!;
 }

@@ -6,9 +6,12 @@ import {
   clientFor,
   createRoom,
   createUser,
+  expectError,
   fixtureDb,
   invoke,
+  poll,
   type TestUser,
+  withDb,
 } from "../../../local/testing.ts";
 
 const setup = fixtureDb();
@@ -32,16 +35,6 @@ for (let i = 0; i < 3; i++) {
   concurrentRooms.push(await createRoom(setup, host, senders.slice(0, 4)));
 }
 await setup.end();
-
-/** Runs `work` on a fixture connection of its own, closed before the test ends. */
-async function withDb<T>(work: (sql: ReturnType<typeof fixtureDb>) => Promise<T>): Promise<T> {
-  const sql = fixtureDb();
-  try {
-    return await work(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 interface Message {
   id: number;
@@ -89,17 +82,6 @@ function storedIds(room: string): Promise<number[]> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `read` until `done` holds (or `timeoutMs` passes) and returns the last reading. */
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 2000) {
-  const deadline = Date.now() + timeoutMs;
-  let value = await read();
-  while (!done(value) && Date.now() < deadline) {
-    await sleep(50);
-    value = await read();
-  }
-  return value;
-}
 
 /** Waits until every id in `ids` has gone out in a chat:batch of `room`; returns the batches. */
 async function batchesHolding(room: string, ids: number[], timeoutMs = 2000): Promise<Batch[]> {
@@ -341,19 +323,6 @@ Deno.test("a message with push is accepted and queued in the push outbox", async
   ]);
   await batchesHolding(pushRoom, [pushedId, plainId]);
 });
-
-async function expectError(
-  response: Promise<{ status: number; body: { error?: Record<string, unknown> } }>,
-  status: number,
-  code: string,
-  what: string,
-) {
-  const { status: got, body } = await response;
-  assert.equal(got, status, `${what}: ${JSON.stringify(body)}`);
-  assert.equal(body.error?.code, code, what);
-  assert.equal(typeof body.error?.message, "string", what);
-  return body.error!;
-}
 
 Deno.test("invalid requests are 400 invalid_request with the validation issues", async () => {
   const ok = fresh(1, "bad")[0];

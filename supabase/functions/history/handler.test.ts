@@ -1,6 +1,13 @@
 // End to end through the test stack's gateway with the real supabase-js client.
 import assert from "node:assert/strict";
-import { createRoom, createUser, fixtureDb, invoke } from "../../../local/testing.ts";
+import {
+  createRoom,
+  createUser,
+  expectError,
+  fixtureDb,
+  invoke,
+  withDb,
+} from "../../../local/testing.ts";
 
 const setup = fixtureDb();
 const host = await createUser(setup);
@@ -10,16 +17,6 @@ const anonymousListener = await createUser(setup, { anonymous: true });
 const room = await createRoom(setup, host, [listener, anonymousListener]);
 const chat = `room:${room}:chat`;
 await setup.end();
-
-/** Runs `work` on a fixture connection of its own, closed before the test ends. */
-async function withDb<T>(work: (sql: ReturnType<typeof fixtureDb>) => Promise<T>): Promise<T> {
-  const sql = fixtureDb();
-  try {
-    return await work(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 function addMessages(count: number, prefix: string, createdAt = "now()") {
   return withDb((sql) =>
@@ -145,20 +142,12 @@ Deno.test("queue history and persist-last playback come from what the backend pu
 });
 
 Deno.test("each error code of the history endpoint", async () => {
-  const expectError = async (
-    query: string,
-    status: number,
-    code: string,
-    client = listener.client,
-  ) => {
-    const response = await history(query, client);
-    assert.equal(response.status, status, `${query}: ${JSON.stringify(response.body)}`);
-    assert.equal(response.body.error.code, code, query);
-  };
-  await expectError(`channel=room:${room}`, 404, "not_found");
-  await expectError(`channel=${chat}`, 403, "not_a_member", outsider.client);
-  await expectError(`channel=${chat}`, 403, "identified_only", anonymousListener.client);
-  await expectError(`channel=user:${host.id}:activity`, 403, "user_id_mismatch");
+  const refused = (query: string, status: number, code: string, client = listener.client) =>
+    expectError(history(query, client), status, code, query);
+  await refused(`channel=room:${room}`, 404, "not_found");
+  await refused(`channel=${chat}`, 403, "not_a_member", outsider.client);
+  await refused(`channel=${chat}`, 403, "identified_only", anonymousListener.client);
+  await refused(`channel=user:${host.id}:activity`, 403, "user_id_mismatch");
   for (
     const bad of [
       "",
@@ -175,9 +164,9 @@ Deno.test("each error code of the history endpoint", async () => {
       `channel=${chat}&cursor=garbage`,
       `channel=${chat}&start=-5`,
     ]
-  ) await expectError(bad, 400, "invalid_request");
+  ) await refused(bad, 400, "invalid_request");
   const first = await history(`channel=${chat}&limit=1`);
-  await expectError(
+  await refused(
     `channel=room:${room}:queue&cursor=${first.body.next_cursor}`,
     400,
     "invalid_request",

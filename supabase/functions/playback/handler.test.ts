@@ -2,7 +2,16 @@
 // read back as the rows private.publish writes to realtime.messages (topic room:{id}:playback,
 // event playback:position); conflated positions are flushed by the gateway after the response.
 import assert from "node:assert/strict";
-import { clientFor, createRoom, createUser, fixtureDb, invoke } from "../../../local/testing.ts";
+import {
+  clientFor,
+  createRoom,
+  createUser,
+  expectError,
+  fixtureDb,
+  invoke,
+  poll,
+  withDb,
+} from "../../../local/testing.ts";
 
 const setup = fixtureDb();
 const host = await createUser(setup);
@@ -21,16 +30,6 @@ const [songA, songB] = (await setup`insert into public.songs (title, artist, dur
                                     values ('Song A', 'Artist', 180000), ('Song B', 'Artist', 200000)
                                     returning id`).map((row) => row.id as string);
 await setup.end();
-
-/** Runs `work` on a fixture connection of its own, closed before the test ends. */
-async function withDb<T>(work: (sql: ReturnType<typeof fixtureDb>) => Promise<T>): Promise<T> {
-  const sql = fixtureDb();
-  try {
-    return await work(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 interface PlaybackState {
   room_id: string;
@@ -53,17 +52,6 @@ function broadcasts(room: string): Promise<(PlaybackState & { id?: string })[]> 
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `read` until `done` holds (or `timeoutMs` passes) and returns the last reading. */
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 2000) {
-  const deadline = Date.now() + timeoutMs;
-  let value = await read();
-  while (!done(value) && Date.now() < deadline) {
-    await sleep(50);
-    value = await read();
-  }
-  return value;
-}
 
 type Update = {
   room_id: string;
@@ -205,19 +193,6 @@ Deno.test("a stale seq is not applied: 202 applied:false with the stored state, 
     [5000, true, 5],
   ]);
 });
-
-async function expectError(
-  response: Promise<{ status: number; body: { error?: Record<string, unknown> } }>,
-  status: number,
-  code: string,
-  what: string,
-) {
-  const { status: got, body } = await response;
-  assert.equal(got, status, `${what}: ${JSON.stringify(body)}`);
-  assert.equal(body.error?.code, code, what);
-  assert.equal(typeof body.error?.message, "string", what);
-  return body.error!;
-}
 
 Deno.test("who may set playback: the host only, and the room must exist", async () => {
   const update = play(accessRoom, 1, 0);

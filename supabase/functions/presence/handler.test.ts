@@ -7,9 +7,11 @@ import {
   clientFor,
   createRoom,
   createUser,
+  expectError,
   fixtureDb,
   invoke,
   type TestUser,
+  withDb,
 } from "../../../local/testing.ts";
 
 const rounds = 10;
@@ -31,16 +33,6 @@ const raceRoom = await createRoom(setup, host, tabbers);
 const getRoom = await createRoom(setup, host, [listener]);
 const lockRoom = await createRoom(setup, host, [racer]);
 await setup.end();
-
-/** Runs `work` on a fixture connection of its own, closed before the test ends. */
-async function withDb<T>(work: (sql: ReturnType<typeof fixtureDb>) => Promise<T>): Promise<T> {
-  const sql = fixtureDb();
-  try {
-    return await work(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 /** The payloads (without realtime's id) of the presence `event`s about `user` in `room`. */
 function broadcasts(room: string, event: string, user: string): Promise<Record<string, unknown>[]> {
@@ -74,19 +66,6 @@ function heartbeat(user: TestUser, room: string, connectionId: string) {
     room_id: room,
     connection_id: connectionId,
   });
-}
-
-async function expectError(
-  response: Promise<{ status: number; body: { error?: Record<string, unknown> } }>,
-  status: number,
-  code: string,
-  what: string,
-) {
-  const { status: got, body } = await response;
-  assert.equal(got, status, `${what}: ${JSON.stringify(body)}`);
-  assert.equal(body.error?.code, code, what);
-  assert.equal(typeof body.error?.message, "string", what);
-  return body.error!;
 }
 
 Deno.test("three tabs: one member, announced on the first join and the last leave", async () => {

@@ -2,7 +2,7 @@
 -- `tests` schema of their own: create users, act as them with the claims Supabase Auth issues,
 -- and probe realtime.messages exactly the way Supabase Realtime authorizes a channel
 -- (shared/reference/realtime.md §2).
-select plan(1);
+select plan(2);
 
 create schema if not exists tests;
 grant usage on schema tests to anon, authenticated, service_role;
@@ -156,4 +156,9 @@ $$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
-select ok(true, 'test helpers are installed');
+-- The probe helpers must tell an allowed join from a refused one, or every matrix built on
+-- them proves nothing: service_role bypasses RLS, the anon role has no policy at all.
+select is(tests.realtime_can_read('helpers-check:probe', 'service_role', '{"role": "service_role"}'), true,
+  'the read probe sees its probe rows as a role that bypasses RLS');
+select is(tests.realtime_can_read('helpers-check:probe', 'anon', '{"role": "anon"}'), false,
+  'the read probe sees nothing as a role without a policy');
