@@ -118,3 +118,11 @@ export async function expectError(
   assert.equal(typeof body.error?.message, "string", what);
   return body.error!;
 }
+
+/** Makes a fixture transaction act as `user`, the way asCaller does, for tests that must hold
+ * a request's transaction open themselves to fix the order of events. */
+export function actAs(tx: postgres.TransactionSql, user: TestUser) {
+  const claims = { sub: user.id, role: "authenticated", is_anonymous: false };
+  return tx`select set_config('role', 'authenticated', true),
+                   set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
+}

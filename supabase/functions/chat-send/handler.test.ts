@@ -3,6 +3,7 @@
 // chat:batch); the gateway flushes each chat window after the response, so tests poll for them.
 import assert from "node:assert/strict";
 import {
+  actAs,
   clientFor,
   createRoom,
   createUser,
@@ -472,14 +473,12 @@ Deno.test("a message stored while a flush waits is not broadcast after higher id
   let request: ReturnType<typeof send> | undefined;
   try {
     // Sender X (the listener, on a fixture connection) stores x1 and holds its transaction.
-    const claims = JSON.stringify({ sub: listener.id, role: "authenticated", is_anonymous: false });
     let step!: () => void;
     const secondMessage = new Promise<void>((resolve) => (step = resolve));
     let stored!: () => void;
     const firstStored = new Promise<void>((resolve) => (stored = resolve));
     const x = sender.begin(async (tx) => {
-      await tx`select set_config('role', 'authenticated', true),
-                      set_config('request.jwt.claims', ${claims}, true)`;
+      await actAs(tx, listener);
       const one = [{ client_id: "order-x1", body: "x1" }];
       await tx`select public.send_chat(${orderRoom}, ${tx.json(one)})`;
       stored();

@@ -3,6 +3,7 @@
 // event playback:position); conflated positions are flushed by the gateway after the response.
 import assert from "node:assert/strict";
 import {
+  actAs,
   clientFor,
   createRoom,
   createUser,
@@ -311,14 +312,12 @@ Deno.test("a window flush racing a pause does not leave the older state as the l
   const pauser = fixtureDb();
   const flusher = fixtureDb();
   try {
-    const claims = JSON.stringify({ sub: host.id, role: "authenticated", is_anonymous: false });
     let commit!: () => void;
     const committed = new Promise<void>((resolve) => (commit = resolve));
     let applied!: () => void;
     const pausedInTransaction = new Promise<void>((resolve) => (applied = resolve));
     const pause = pauser.begin(async (tx) => {
-      await tx`select set_config('role', 'authenticated', true),
-                      set_config('request.jwt.claims', ${claims}, true)`;
+      await actAs(tx, host);
       const [{ result }] =
         await tx`select public.set_playback(${raceRoom}, ${songA}, 1500, false, 3)
                                     as result`;
