@@ -1,6 +1,7 @@
 // The local API gateway on :54321, standing in for the platform's: it routes
 // /functions/v1/<name> to supabase/functions/<name>/handler.ts, verifying the JWT first where
-// config.toml says verify_jwt (the default), as the hosted platform does. Local only.
+// config.toml says verify_jwt (the default), as the hosted platform does, and /realtime/v1/* to
+// the local Realtime stand-in. Local only.
 import { parse as parseToml } from "npm:smol-toml@1.9.1";
 import { requireClaims } from "../supabase/functions/_shared/auth.ts";
 import { errorResponse, HttpError } from "../supabase/functions/_shared/errors.ts";
@@ -13,13 +14,15 @@ export interface GatewayOptions {
   functionsDir: string;
   /** `supabase/config.toml`, for the `[functions.<name>]` blocks. */
   configPath: string;
+  /** Serves /realtime/v1/* (WebSocket upgrades included, so it gets the original request). */
+  realtime?: Handler;
 }
 
 // Function slugs as the Supabase CLI accepts them; `_shared` and the like never match.
 const slugPattern = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
 export async function createGateway(
-  { functionsDir, configPath }: GatewayOptions,
+  { functionsDir, configPath, realtime }: GatewayOptions,
 ): Promise<Handler> {
   const config = parseToml(await Deno.readTextFile(configPath)) as {
     functions?: Record<string, FunctionConfig>;
@@ -43,6 +46,7 @@ export async function createGateway(
   return async (req) => {
     try {
       const { pathname } = new URL(req.url);
+      if (realtime && pathname.startsWith("/realtime/v1/")) return await realtime(req);
       const match = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(pathname);
       if (!match) throw new HttpError(404, "not_found", `Nothing is served at ${pathname}.`);
       const name = match[1];

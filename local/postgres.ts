@@ -128,6 +128,8 @@ export async function startCluster(c: Cluster): Promise<void> {
     "cron.database_name": "postgres",
     "cron.use_background_workers": "on",
     max_worker_processes: "16",
+    // Broadcasts leave through logical replication of realtime.messages, as on hosted Supabase.
+    wal_level: "logical",
     ...c.settings,
   };
   const options = [`-p ${c.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}='${v}'`)];

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { closeDb, db } from "../supabase/functions/_shared/db.ts";
 import { createGateway, serveGateway } from "./gateway.ts";
+import { Hub } from "./realtime/hub.ts";
 import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
 import {
   assertPortFree,
@@ -73,12 +74,21 @@ export function setFunctionEnv(apiUrl: string, dbUrl: string): void {
   Deno.env.set("JWT_SECRET", jwtSecret);
 }
 
-export async function startGateway(port: number, log?: (line: string) => void) {
+/** The gateway with the Realtime stand-in behind it; `shutdown` stops both. */
+export async function startGateway(dbUrl: string, port: number, log?: (line: string) => void) {
+  const realtime = await Hub.start(dbUrl);
   const handler = await createGateway({
     functionsDir: `${root}/supabase/functions`,
     configPath: `${root}/supabase/config.toml`,
+    realtime: (req) => realtime.handle(req),
   });
-  return serveGateway(handler, port, log);
+  const server = serveGateway(handler, port, log);
+  return {
+    async shutdown() {
+      await realtime.close();
+      await server.shutdown();
+    },
+  };
 }
 
 async function start(): Promise<void> {
@@ -88,7 +98,7 @@ async function start(): Promise<void> {
   const startedPostgres = await prepareDatabase(c);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   setFunctionEnv(apiUrl, c.url);
-  const server = await startGateway(apiPort);
+  const server = await startGateway(c.url, apiPort);
   await Deno.mkdir(`${root}/.local`, { recursive: true });
   await Deno.writeTextFile(pidFile, String(Deno.pid));
   // Realtime creates tomorrow's partitions of realtime.messages when it connects; keep doing
@@ -102,6 +112,7 @@ Started the WhatsSound local stack (Ctrl-C stops it).
 
          API URL: ${apiUrl}
    Functions URL: ${apiUrl}/functions/v1
+    Realtime URL: ws://127.0.0.1:${apiPort}/realtime/v1/websocket (local stand-in)
           DB URL: ${c.url}
   Database files: ${c.dataDir}
       JWT secret: ${jwtSecret}

@@ -11,6 +11,9 @@ export const throwawaySettings = {
   fsync: "off",
   synchronous_commit: "off",
   full_page_writes: "off",
+  // Logical decoding (the Realtime stand-in) only sees flushed WAL; with asynchronous commits
+  // the WAL writer's pace is the broadcast delay, so keep it short.
+  wal_writer_delay: "10ms",
 };
 
 export interface ThrowawayStack {
@@ -29,11 +32,12 @@ export async function withThrowawayStack<T>(
   const c = cluster(dir, ports.db, throwawaySettings);
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   const logFile = `${dir}/gateway.log`;
-  let server: Deno.HttpServer | undefined;
+  let server: Awaited<ReturnType<typeof startGateway>> | undefined;
   try {
     await prepareDatabase(c);
     setFunctionEnv(apiUrl, c.url);
     server = await startGateway(
+      c.url,
       ports.api,
       (line) => Deno.writeTextFileSync(logFile, line + "\n", { append: true }),
     );

@@ -1,0 +1,157 @@
+// The Phoenix channel wire format as Supabase Realtime speaks it (reference/realtime.md §4.3):
+// vsn 1.0.0 sends JSON objects; vsn 2.0.0 sends JSON arrays `[join_ref, ref, topic, event,
+// payload]` plus binary frames for user broadcasts (kind 3 from the client, kind 4 to it).
+
+export type Vsn = "1.0.0" | "2.0.0";
+export const supportedVsns: readonly Vsn[] = ["1.0.0", "2.0.0"];
+
+export interface Frame {
+  joinRef: string | null;
+  ref: string | null;
+  topic: string;
+  event: string;
+  payload: unknown;
+}
+
+/** A client broadcast whose user payload stays as the bytes that came in (kind 3). */
+export interface UserBroadcastPush {
+  joinRef: string | null;
+  ref: string | null;
+  topic: string;
+  userEvent: string;
+  /** 1 = JSON text, 0 = raw bytes (an ArrayBuffer on the client). */
+  encoding: 0 | 1;
+  payload: Uint8Array;
+}
+
+export class ProtocolError extends Error {}
+
+const kinds = { userBroadcastPush: 3, userBroadcast: 4 } as const;
+export const jsonEncoding = 1;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+const nullableString = (value: unknown) =>
+  value === null || value === undefined ? null : String(value);
+
+/** Decodes one text frame of either version. */
+export function decodeText(vsn: Vsn, text: string): Frame {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ProtocolError("The frame is not JSON.");
+  }
+  if (vsn === "2.0.0") {
+    if (!Array.isArray(parsed) || parsed.length !== 5) {
+      throw new ProtocolError("A 2.0.0 frame is [join_ref, ref, topic, event, payload].");
+    }
+    const [joinRef, ref, topic, event, payload] = parsed;
+    return checked({
+      joinRef: nullableString(joinRef),
+      ref: nullableString(ref),
+      topic,
+      event,
+      payload,
+    });
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ProtocolError("A 1.0.0 frame is an object {topic, event, payload, ref, join_ref}.");
+  }
+  const { join_ref, ref, topic, event, payload } = parsed as Record<string, unknown>;
+  return checked({
+    joinRef: nullableString(join_ref),
+    ref: nullableString(ref),
+    topic,
+    event,
+    payload,
+  });
+}
+
+function checked(
+  frame: Omit<Frame, "topic" | "event"> & { topic: unknown; event: unknown },
+): Frame {
+  if (typeof frame.topic !== "string" || typeof frame.event !== "string") {
+    throw new ProtocolError("A frame needs a string topic and event.");
+  }
+  return frame as Frame;
+}
+
+/** Encodes a server frame as text. The 1.0.0 serializer leaves join_ref out, as Phoenix's does. */
+export function encodeText(vsn: Vsn, frame: Frame): string {
+  if (vsn === "2.0.0") {
+    return JSON.stringify([frame.joinRef, frame.ref, frame.topic, frame.event, frame.payload]);
+  }
+  return JSON.stringify({
+    topic: frame.topic,
+    event: frame.event,
+    payload: frame.payload,
+    ref: frame.ref,
+  });
+}
+
+/** Decodes a binary client frame; only kind 3 (a user broadcast push) is defined. */
+export function decodeBinary(bytes: Uint8Array): UserBroadcastPush {
+  if (bytes.length < 7 || bytes[0] !== kinds.userBroadcastPush) {
+    throw new ProtocolError(
+      "The only binary frame a client may send is a user broadcast (kind 3).",
+    );
+  }
+  const [, joinRefLength, refLength, topicLength, eventLength, metadataLength, encoding] = bytes;
+  if (encoding !== 0 && encoding !== 1) throw new ProtocolError("Unknown payload encoding.");
+  let offset = 7;
+  const field = (length: number) => {
+    if (offset + length > bytes.length) throw new ProtocolError("The frame is truncated.");
+    try {
+      return decoder.decode(bytes.subarray(offset, offset += length));
+    } catch {
+      throw new ProtocolError("A header field is not UTF-8.");
+    }
+  };
+  const joinRef = field(joinRefLength);
+  const ref = field(refLength);
+  const topic = field(topicLength);
+  const userEvent = field(eventLength);
+  field(metadataLength); // Only `persist` may travel here; broadcasts are never persisted locally.
+  return {
+    joinRef: joinRef || null,
+    ref: ref || null,
+    topic,
+    userEvent,
+    encoding,
+    payload: bytes.slice(offset),
+  };
+}
+
+/** The kind 4 frame a 2.0.0 subscriber receives for a user broadcast. */
+export function encodeUserBroadcast(
+  topic: string,
+  userEvent: string,
+  meta: Record<string, unknown> | undefined,
+  encoding: 0 | 1,
+  payload: Uint8Array,
+): Uint8Array {
+  const header = [topic, userEvent, meta ? JSON.stringify(meta) : ""].map((s) => encoder.encode(s));
+  for (const part of header) {
+    if (part.length > 255) {
+      throw new ProtocolError("Broadcast header fields are at most 255 bytes.");
+    }
+  }
+  const [topicBytes, eventBytes, metaBytes] = header;
+  const frame = new Uint8Array(
+    5 + topicBytes.length + eventBytes.length + metaBytes.length + payload.length,
+  );
+  frame.set([
+    kinds.userBroadcast,
+    topicBytes.length,
+    eventBytes.length,
+    metaBytes.length,
+    encoding,
+  ]);
+  let offset = 5;
+  for (const part of [topicBytes, eventBytes, metaBytes, payload]) {
+    frame.set(part, offset);
+    offset += part.length;
+  }
+  return frame;
+}
