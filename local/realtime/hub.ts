@@ -135,7 +135,7 @@ export class Hub {
 
   async close(): Promise<void> {
     for (const socket of this.#sockets) socket.close(1001, "server shutting down");
-    await this.#replication?.close();
+    this.#replication?.close();
     await this.sql.end({ timeout: 1 });
   }
 

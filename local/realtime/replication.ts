@@ -1,9 +1,8 @@
 // Rows that realtime.send commits, read from the WAL as Supabase Realtime reads them
 // (reference/realtime.md §3): a publication on realtime.messages and a temporary logical slot
-// with pgoutput, so only committed rows arrive, in commit order, and nothing is polled.
-import postgres from "npm:postgres@3.4.9";
-
-export const publication = "supabase_realtime_messages_publication";
+// with pgoutput, so only committed rows arrive, in commit order, and nothing is polled. Rows
+// committed while the connection is down are never delivered (the slot is temporary), as with
+// Realtime.
 
 /** A committed broadcast row, as delivery needs it. */
 export interface BroadcastRow {
@@ -16,48 +15,58 @@ export interface BroadcastRow {
 }
 
 export interface Replication {
-  close(): Promise<void>;
+  close(): void;
 }
 
+const restartDelayMs = 500;
+
 /**
- * Streams every committed broadcast row to `onRow`. Rows missing what Realtime requires
- * (event, topic, private, a payload) are dropped, as Realtime drops them.
+ * Streams every committed broadcast row to `onRow`, restarting the replication worker whenever
+ * it fails. Resolves once the first worker streams.
  */
-export async function streamBroadcasts(
+export function streamBroadcasts(
   dbUrl: string,
   onRow: (row: BroadcastRow) => void,
 ): Promise<Replication> {
-  const admin = postgres(dbUrl, { max: 1, onnotice: () => {} });
-  try {
-    // The server ensures its publication itself, as Realtime does on connect.
-    await admin`select 1 from pg_publication where pubname = ${publication}`.then((found) =>
-      found.length
-        ? undefined
-        : admin.unsafe(`create publication ${publication} for table realtime.messages`)
-    );
-  } finally {
-    await admin.end();
-  }
-  const replication = postgres(dbUrl, {
-    publications: publication,
-    onnotice: () => {},
+  let worker: Worker | undefined;
+  let restart: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  let streaming = false;
+  let everStreamed = false;
+  return new Promise((resolve, reject) => {
+    const replication = {
+      close() {
+        closed = true;
+        clearTimeout(restart);
+        worker?.terminate();
+      },
+    };
+    const start = () => {
+      worker = new Worker(new URL("./replication-worker.ts", import.meta.url).href, {
+        type: "module",
+      });
+      worker.onmessage = ({ data }: MessageEvent<BroadcastRow | "ready">) => {
+        if (data !== "ready") return onRow(data);
+        if (everStreamed) console.error("realtime stand-in: replication resumed");
+        streaming = everStreamed = true;
+        resolve(replication);
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        worker?.terminate();
+        if (closed) return;
+        // The first start must work: a stack whose broadcasts go nowhere is not a stack.
+        if (!everStreamed) {
+          return reject(new Error(`The Realtime stand-in cannot replicate: ${event.message}`));
+        }
+        if (streaming) {
+          console.error(`realtime stand-in: replication lost (${event.message}); retrying`);
+        }
+        streaming = false;
+        restart = setTimeout(start, restartDelayMs);
+      };
+      worker.postMessage(dbUrl);
+    };
+    start();
   });
-  await replication.subscribe("insert", (row, { relation }) => {
-    // Partitions publish under their own names (messages_2026_12_04).
-    if (!row || relation.schema !== "realtime" || !relation.table.startsWith("messages")) return;
-    const broadcast = toBroadcastRow(row);
-    if (broadcast) onRow(broadcast);
-  });
-  return { close: () => replication.end({ timeout: 1 }) };
-}
-
-function toBroadcastRow(row: postgres.Row): BroadcastRow | undefined {
-  const { id, topic, event, payload, binary_payload: binary } = row;
-  if (!id || !topic || !event || row.private === null || row.private === undefined) return;
-  if (payload !== null && payload !== undefined) {
-    return { id, topic, event, private: row.private, payload: { json: JSON.stringify(payload) } };
-  }
-  if (binary instanceof Uint8Array) {
-    return { id, topic, event, private: row.private, payload: { binary } };
-  }
 }
