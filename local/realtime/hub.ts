@@ -1,16 +1,14 @@
 // The local Realtime stand-in: what Supabase Realtime does for this project, on one process, for
 // development and CI only (production uses Supabase Realtime). The gateway hands it
-// /realtime/v1/*: the WebSocket endpoint and the REST broadcast endpoint. It delivers the rows
+// /realtime/v1/*: the WebSocket endpoint and the REST broadcast endpoints (rest.ts). It delivers the rows
 // realtime.send commits (read from the WAL), relays client broadcasts and keeps presence, and
 // authorizes private channels with Realtime's own RLS probes.
 import postgres from "npm:postgres@3.4.9";
-import { z } from "npm:zod@4.6.7";
-import type { Claims } from "../../supabase/functions/_shared/auth.ts";
-import { writeGrants } from "./authorization.ts";
 import { Channel, Connection } from "./channel.ts";
 import { PresenceTopic } from "./presence.ts";
 import { encodeUserBroadcast, jsonEncoding, supportedVsns, type Vsn } from "./protocol.ts";
 import { type BroadcastRow, type Replication, streamBroadcasts } from "./replication.ts";
+import { isRestBroadcast, realtimeError, restBroadcast } from "./rest.ts";
 import { TokenError, verifyToken } from "./tokens.ts";
 
 export type BroadcastPayload = { json: string } | { binary: Uint8Array };
@@ -56,57 +54,6 @@ export class OutgoingBroadcast {
   }
 }
 
-const restMessage = z.object({
-  topic: z.string().min(1),
-  event: z.string().min(1),
-  payload: z.record(z.string(), z.unknown()),
-  private: z.boolean().optional(),
-  id: z.string().optional(),
-});
-type RestMessage = z.infer<typeof restMessage> & { json: string };
-// Realtime's batch limit is a tenant setting; this keeps one request's fan-out bounded.
-const maxRestMessages = 1000;
-
-/**
- * The messages of a REST broadcast, or Realtime's 422 body: per message a map of field errors
- * (`{}` for a valid one), `{"errors": {"messages": [...]}}`.
- */
-function parseRestBroadcast(body: unknown, maxPayloadBytes: number):
-  | { messages: RestMessage[] }
-  | { errors: unknown } {
-  const list = typeof body === "object" && body !== null
-    ? (body as { messages?: unknown }).messages
-    : undefined;
-  if (!Array.isArray(list) || list.length === 0) {
-    return { errors: { messages: ["can't be blank"] } };
-  }
-  if (list.length > maxRestMessages) {
-    return { errors: { messages: [`should have at most ${maxRestMessages} item(s)`] } };
-  }
-  const messages: RestMessage[] = [];
-  const errors = list.map((item) => {
-    const parsed = restMessage.safeParse(item);
-    const fieldErrors: Record<string, string[]> = {};
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) {
-        (fieldErrors[String(issue.path[0] ?? "message")] ??= []).push(issue.message);
-      }
-      return fieldErrors;
-    }
-    const json = JSON.stringify(parsed.data.payload);
-    if (new TextEncoder().encode(json).length > maxPayloadBytes) {
-      return { payload: ["Payload size exceeds tenant limit"] };
-    }
-    messages.push({ ...parsed.data, json });
-    return fieldErrors;
-  });
-  return messages.length === list.length ? { messages } : { errors: { messages: errors } };
-}
-
-function realtimeError(status: number, message: string): Response {
-  return Response.json({ message }, { status });
-}
-
 /** The headers RLS sees as `request.headers`: on a socket, the `x-*` ones of the upgrade
  * (with `x-forwarded-proto: https` unless given, as the gateway adds for functions). */
 function xHeaders(req: Request): Record<string, string> {
@@ -143,7 +90,7 @@ export class Hub {
   handle(req: Request): Promise<Response> {
     const { pathname } = new URL(req.url);
     if (pathname === "/realtime/v1/websocket") return this.#connect(req);
-    if (pathname === "/realtime/v1/api/broadcast") return this.#restBroadcast(req);
+    if (isRestBroadcast(pathname)) return restBroadcast(this, req);
     return Promise.resolve(realtimeError(404, `Nothing is served at ${pathname}.`));
   }
 
@@ -245,50 +192,5 @@ export class Hub {
   #publishDiff(channel: Channel, diff: Parameters<Channel["pushPresenceDiff"]>[0]): void {
     const subscribers = this.#subscribers.get(`${channel.isPrivate}:${channel.topic}`) ?? [];
     for (const subscriber of subscribers) subscriber.pushPresenceDiff(diff);
-  }
-
-  /** POST /realtime/v1/api/broadcast: `{messages: [{topic, event, payload, private?, id?}]}`. */
-  async #restBroadcast(req: Request): Promise<Response> {
-    if (req.method !== "POST") return realtimeError(405, "Use POST.");
-    // A Bearer token wins; a bad one does not fall back to the apikey header.
-    const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization")?.trim() ?? "")?.[1];
-    const token = bearer ?? req.headers.get("apikey");
-    if (!token) return realtimeError(401, "Unauthorized");
-    let claims: Claims;
-    try {
-      claims = await verifyToken(token);
-    } catch (error) {
-      if (error instanceof TokenError) return realtimeError(401, "Unauthorized");
-      throw error;
-    }
-    let body: unknown;
-    try {
-      body = await req.json();
-    } catch {
-      return Response.json({ errors: { messages: ["can't be blank"] } }, { status: 422 });
-    }
-    const parsed = parseRestBroadcast(body, this.maxPayloadBytes);
-    if ("errors" in parsed) return Response.json({ errors: parsed.errors }, { status: 422 });
-    const headers = Object.fromEntries(req.headers);
-    const mayWrite = new Map<string, Promise<boolean>>();
-    for (const message of parsed.messages) {
-      if (message.private) {
-        // Once per topic, with the caller's token; refused messages are dropped silently.
-        if (!mayWrite.has(message.topic)) {
-          mayWrite.set(
-            message.topic,
-            writeGrants(this.sql, { topic: message.topic, claims, headers }, ["broadcast"])
-              .then((g) => g.broadcast === true, () => false),
-          );
-        }
-        if (!(await mayWrite.get(message.topic))) continue;
-      }
-      this.broadcast(message.topic, message.private ?? false, {
-        event: message.event,
-        payload: { json: message.json },
-        meta: message.id === undefined ? undefined : { id: message.id },
-      });
-    }
-    return new Response(null, { status: 202 });
   }
 }

@@ -1,0 +1,138 @@
+// Realtime's REST broadcast (reference/realtime.md §4.5): the batch endpoint
+// `POST /realtime/v1/api/broadcast` {messages: [{topic, event, payload, private?, id?}]} and the
+// single one `POST /realtime/v1/api/broadcast/<topic>/events/<event>[?private=true]` whose body
+// is the payload (JSON, or bytes as application/octet-stream) that `channel.httpSend()` uses.
+// 202 on success; private messages pass the caller's write check once per topic and are dropped
+// silently without it.
+import { z } from "npm:zod@4.6.7";
+import type { Claims } from "../../supabase/functions/_shared/auth.ts";
+import { writeGrants } from "./authorization.ts";
+import type { BroadcastPayload, Hub } from "./hub.ts";
+import { TokenError, verifyToken } from "./tokens.ts";
+
+interface RestMessage {
+  topic: string;
+  event: string;
+  private: boolean;
+  id?: string;
+  payload: BroadcastPayload;
+}
+
+const batchMessage = z.object({
+  topic: z.string().min(1),
+  event: z.string().min(1),
+  payload: z.record(z.string(), z.unknown()),
+  private: z.boolean().optional(),
+  id: z.string().optional(),
+});
+// Realtime's batch limit is a tenant setting; this keeps one request's fan-out bounded.
+const maxBatchMessages = 1000;
+const singlePath = /^\/realtime\/v1\/api\/broadcast\/([^/]+)\/events\/([^/]+)$/;
+
+/** Realtime's HTTP errors: `{"message": "..."}`. */
+export function realtimeError(status: number, message: string): Response {
+  return Response.json({ message }, { status });
+}
+// Realtime's validation errors: `{"errors": {"messages": [...]}}`.
+const invalid = (messages: unknown[]) => Response.json({ errors: { messages } }, { status: 422 });
+const tooLarge = "Payload size exceeds tenant limit";
+
+/** Whether `pathname` is one of the REST broadcast endpoints. */
+export function isRestBroadcast(pathname: string): boolean {
+  return pathname === "/realtime/v1/api/broadcast" || singlePath.test(pathname);
+}
+
+export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
+  if (req.method !== "POST") return realtimeError(405, "Use POST.");
+  // A Bearer token wins; a bad one does not fall back to the apikey header.
+  const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization")?.trim() ?? "")?.[1];
+  const token = bearer ?? req.headers.get("apikey");
+  if (!token) return realtimeError(401, "Unauthorized");
+  let claims: Claims;
+  try {
+    claims = await verifyToken(token);
+  } catch (error) {
+    if (error instanceof TokenError) return realtimeError(401, "Unauthorized");
+    throw error;
+  }
+  const { pathname, searchParams } = new URL(req.url);
+  const single = singlePath.exec(pathname);
+  const parsed = single
+    ? await readSingle(req, hub.maxPayloadBytes, {
+      topic: decodeURIComponent(single[1]),
+      event: decodeURIComponent(single[2]),
+      private: searchParams.get("private") === "true",
+    })
+    : readBatch(await req.json().catch(() => undefined), hub.maxPayloadBytes);
+  if (parsed instanceof Response) return parsed;
+  const headers = Object.fromEntries(req.headers);
+  const mayWrite = new Map<string, Promise<boolean>>();
+  for (const m of parsed) {
+    if (m.private) {
+      if (!mayWrite.has(m.topic)) {
+        mayWrite.set(
+          m.topic,
+          writeGrants(hub.sql, { topic: m.topic, claims, headers }, ["broadcast"])
+            .then((grants) => grants.broadcast === true, () => false),
+        );
+      }
+      if (!(await mayWrite.get(m.topic))) continue;
+    }
+    hub.broadcast(m.topic, m.private, {
+      event: m.event,
+      payload: m.payload,
+      meta: m.id === undefined ? undefined : { id: m.id },
+    });
+  }
+  return new Response(null, { status: 202 });
+}
+
+/** The batch body; per message a map of field errors (`{}` for a valid one) when any is bad. */
+function readBatch(body: unknown, maxPayloadBytes: number): RestMessage[] | Response {
+  const list = typeof body === "object" && body !== null
+    ? (body as { messages?: unknown }).messages
+    : undefined;
+  if (!Array.isArray(list) || list.length === 0) return invalid(["can't be blank"]);
+  if (list.length > maxBatchMessages) {
+    return invalid([`should have at most ${maxBatchMessages} item(s)`]);
+  }
+  const messages: RestMessage[] = [];
+  const errors = list.map((item) => {
+    const parsed = batchMessage.safeParse(item);
+    const fieldErrors: Record<string, string[]> = {};
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        (fieldErrors[String(issue.path[0] ?? "message")] ??= []).push(issue.message);
+      }
+      return fieldErrors;
+    }
+    const json = JSON.stringify(parsed.data.payload);
+    if (new TextEncoder().encode(json).length > maxPayloadBytes) return { payload: [tooLarge] };
+    messages.push({ ...parsed.data, private: parsed.data.private ?? false, payload: { json } });
+    return fieldErrors;
+  });
+  return messages.length === list.length ? messages : invalid(errors);
+}
+
+/** The single endpoint's body: a JSON object, or raw bytes sent as application/octet-stream. */
+async function readSingle(
+  req: Request,
+  maxPayloadBytes: number,
+  target: Omit<RestMessage, "payload">,
+): Promise<RestMessage[] | Response> {
+  const bytes = new Uint8Array(await req.arrayBuffer());
+  if (bytes.length > maxPayloadBytes) return invalid([{ payload: [tooLarge] }]);
+  if (req.headers.get("content-type")?.startsWith("application/octet-stream")) {
+    return [{ ...target, payload: { binary: bytes } }];
+  }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return invalid([{ payload: ["is not JSON"] }]);
+  }
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+    return invalid([{ payload: ["must be a JSON object"] }]);
+  }
+  return [{ ...target, payload: { json: JSON.stringify(payload) } }];
+}
