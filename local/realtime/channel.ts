@@ -37,6 +37,17 @@ const flagOr = (value: unknown, fallback: boolean): boolean =>
 const stringOr = (value: unknown): string | undefined =>
   typeof value === "string" ? value : undefined;
 
+/** The bytes of a JSON-encoded user payload as text, if they are JSON. */
+function jsonText(bytes: Uint8Array): { json: string } | undefined {
+  try {
+    const json = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    JSON.parse(json);
+    return { json };
+  } catch {
+    return undefined;
+  }
+}
+
 /** A join refusal, sent back as `{status: "error", response: {reason}}`. */
 class Refusal extends Error {}
 
@@ -356,12 +367,12 @@ export class Connection {
     const reply = (status: "ok" | "error", response: unknown) =>
       this.#reply(frame, status, response);
     let event: unknown;
-    let payload: BroadcastPayload;
+    let payload: BroadcastPayload | undefined;
     if ("userEvent" in frame) {
       event = frame.userEvent;
-      payload = frame.encoding === 1
-        ? { json: new TextDecoder().decode(frame.payload) }
-        : { binary: frame.payload };
+      payload = frame.encoding === 1 ? jsonText(frame.payload) : { binary: frame.payload };
+      // Text that is not JSON would break every 1.0.0 subscriber's parser: dropped.
+      if (!payload) return;
     } else {
       const body = objectOr(frame.payload);
       event = body.event;
