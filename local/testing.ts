@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import {
   createClient,
   FunctionsHttpError,
+  type REALTIME_SUBSCRIBE_STATES,
+  type RealtimeChannel,
   type SupabaseClient,
 } from "npm:@supabase/supabase-js@2.119.1";
 import postgres from "npm:postgres@3.4.9";
@@ -31,6 +33,52 @@ export function clientFor(token = anonKey): SupabaseClient {
     auth: { persistSession: false, autoRefreshToken: false },
     global: { headers: { Authorization: `Bearer ${token}` } },
   });
+}
+
+/**
+ * The real supabase-js client as a signed-in app holds it: `token` is its session (a function
+ * is asked again at every connect, join and heartbeat, as supabase-js asks its auth client), so
+ * function calls and the Realtime connection both use it. `clientFor`'s Authorization header
+ * never reaches Realtime, which joins with the session's `access_token`. `vsn` picks the wire
+ * protocol (supabase-js defaults to 2.0.0); `timeout` bounds joins and pushes (10 s by default).
+ */
+export function realtimeClientFor(
+  token: string | (() => string) = anonKey,
+  { vsn, timeout }: { vsn?: "1.0.0" | "2.0.0"; timeout?: number } = {},
+): SupabaseClient {
+  const session = typeof token === "string" ? () => token : token;
+  return createClient(apiUrl, anonKey, {
+    accessToken: () => Promise.resolve(session()),
+    realtime: { vsn, timeout },
+  });
+}
+
+/**
+ * Subscribes `channel` and resolves with the first status supabase-js reports: SUBSCRIBED, or
+ * CHANNEL_ERROR with the server's reason as the error's message, TIMED_OUT or CLOSED; every
+ * status, later ones included, also goes to `onStatus`. supabase-js asks for the session's
+ * token asynchronously, so a channel subscribed in the tick its client was made would join with
+ * the API key; the token is fetched first, as it has long been in an app that subscribes later.
+ */
+export async function subscribe(
+  channel: RealtimeChannel,
+  onStatus: (status: `${REALTIME_SUBSCRIBE_STATES}`) => void = () => {},
+): Promise<{ status: `${REALTIME_SUBSCRIBE_STATES}`; error?: Error }> {
+  await channel.socket.setAuth();
+  return new Promise((resolve) => {
+    channel.subscribe((status, error) => {
+      onStatus(status);
+      resolve({ status, error });
+    });
+  });
+}
+
+/** Leaves every channel of each client and closes its socket (Deno's sanitizers want it). */
+export async function closeRealtime(...clients: SupabaseClient[]): Promise<void> {
+  for (const client of clients) {
+    await client.removeAllChannels();
+    await client.realtime.disconnect();
+  }
 }
 
 export async function createUser(sql: postgres.Sql, { anonymous = false } = {}): Promise<TestUser> {

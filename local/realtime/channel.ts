@@ -81,7 +81,8 @@ export class Channel {
     return this.presenceEnabled && (!this.isPrivate || this.grants.read.presence === true);
   }
 
-  get extensions(): Extension[] {
+  /** What the read check at join covers: presence only for a channel that receives it. */
+  get readExtensions(): Extension[] {
     return this.presenceEnabled ? ["broadcast", "presence"] : ["broadcast"];
   }
 
@@ -301,7 +302,7 @@ export class Connection {
       await verifyToken(token),
     );
     if (channel.isPrivate) {
-      channel.grants.read = await this.#grants(channel, readGrants);
+      channel.grants.read = await this.#grants(channel, readGrants, channel.readExtensions);
       if (!channel.readsAnything) {
         throw new Refusal(
           `Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`,
@@ -311,12 +312,16 @@ export class Connection {
     return channel;
   }
 
-  async #grants(channel: Channel, check: typeof readGrants): Promise<Grants> {
+  async #grants(
+    channel: Channel,
+    check: typeof readGrants,
+    extensions: Extension[],
+  ): Promise<Grants> {
     try {
       return await check(
         this.hub.sql,
         { topic: channel.topic, claims: channel.claims, headers: this.headers },
-        channel.extensions,
+        extensions,
       );
     } catch (error) {
       // A policy that raises counts as a refusal, as Realtime's RlsPolicyError does.
@@ -339,7 +344,7 @@ export class Connection {
     if (!channel.isPrivate) return;
     const before = channel.grants.read;
     // New rights: read now, write again at the next broadcast or track.
-    channel.grants = { read: await this.#grants(channel, readGrants) };
+    channel.grants = { read: await this.#grants(channel, readGrants, channel.readExtensions) };
     if (!channel.readsAnything) {
       this.shutdownChannel(
         channel,
@@ -359,8 +364,15 @@ export class Connection {
   /** Write rights of a private channel, checked once and then cached, as Realtime does. */
   async #mayWrite(channel: Channel, extension: Extension): Promise<boolean> {
     if (!channel.isPrivate) return true;
-    channel.grants.write ??= await this.#grants(channel, writeGrants);
-    return channel.grants.write[extension] === true;
+    const write = channel.grants.write ??= {};
+    // A channel joined without presence may still track: its presence right is checked then.
+    if (write[extension] === undefined) {
+      const extensions: Extension[] = channel.presenceEnabled
+        ? ["broadcast", "presence"]
+        : [extension];
+      Object.assign(write, await this.#grants(channel, writeGrants, extensions));
+    }
+    return write[extension] === true;
   }
 
   async #broadcast(channel: Channel, frame: Frame | UserBroadcastPush): Promise<void> {
