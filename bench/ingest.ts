@@ -11,7 +11,7 @@
 //   pgbench insert         pgbench (run first, the gateways idle), CLIENTS connections, one
 //                          single-row insert of the same row shape into public.messages per
 //                          transaction: the insert limit of this machine, on the same cluster
-//                          and settings (fsync and synchronous_commit off, local/throwaway.ts)
+//                          and settings (fsync off, local/throwaway.ts)
 //   one room, paced        ONE_ROOM_RATE (1,000) one-message requests a second into one room
 //                          from ONE_ROOM_USERS (80) users (each under the 20/s rate limit)
 // Prints acknowledged messages/s, the ratios to pgbench, and per scenario the broadcasts per

@@ -3,6 +3,7 @@
 export interface Timing {
   count: number;
   p50_ms: number;
+  p90_ms: number;
   p99_ms: number;
   max_ms: number;
 }
@@ -14,6 +15,7 @@ export function summarize(samplesMs: number[]): Timing {
   return {
     count: sorted.length,
     p50_ms: round(at(0.5)),
+    p90_ms: round(at(0.9)),
     p99_ms: round(at(0.99)),
     max_ms: round(at(1)),
   };
@@ -26,4 +28,17 @@ export async function writeResults(name: string, results: unknown): Promise<void
   const file = new URL(`${name}.json`, dir);
   await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
   console.log(`Results written to ${file.pathname}`);
+}
+
+/** The lines of a byte stream (a child's stdout, this process's stdin), without their ends. */
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let end: number;
+    while ((end = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+    }
+  }
 }

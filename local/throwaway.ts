@@ -6,14 +6,13 @@ import { type Cluster, cluster, isRunning, stopCluster } from "./postgres.ts";
 import { prepareDatabase, setFunctionEnv, startGateway } from "./stack.ts";
 
 // Durability is not what these runs test; a faster cluster is welcome. (Benchmarks that compare
-// with durable inserts say so and run pgbench against the same settings.)
+// with durable inserts say so and run pgbench against the same settings.) Commits stay
+// synchronous, as on hosted Supabase: logical decoding (the Realtime stand-in) only sees WAL that
+// is flushed, and asynchronous commits would hold every broadcast back ~20 ms for the WAL writer;
+// with fsync off a synchronous commit costs a write, not a disk flush.
 export const throwawaySettings = {
   fsync: "off",
-  synchronous_commit: "off",
   full_page_writes: "off",
-  // Logical decoding (the Realtime stand-in) only sees flushed WAL; with asynchronous commits
-  // the WAL writer's pace is the broadcast delay, so keep it short.
-  wal_writer_delay: "10ms",
 };
 
 export interface ThrowawayStack {
