@@ -81,9 +81,11 @@ export function serveGateway(
     const started = performance.now();
     const response = await handler(req);
     const { pathname, search } = new URL(req.url);
+    // Realtime connections carry their key in the query string; keep it out of the log.
+    const query = search.replace(/([?&]apikey=)[^&]*/i, "$1[redacted]");
     const ms = (performance.now() - started).toFixed(1);
     log(
-      `${new Date().toISOString()} ${req.method} ${pathname}${search} ${response.status} ${ms}ms`,
+      `${new Date().toISOString()} ${req.method} ${pathname}${query} ${response.status} ${ms}ms`,
     );
     return response;
   });

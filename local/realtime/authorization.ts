@@ -15,6 +15,21 @@ export interface AuthorizationContext {
   headers: Record<string, string>;
 }
 
+/**
+ * The request headers RLS sees as `request.headers` (those `keep` accepts), with
+ * `x-forwarded-proto: https` unless the request says otherwise, as the platform's proxy (and the
+ * local gateway, for functions) adds it.
+ */
+export function headersForRls(
+  req: Request,
+  keep: (name: string) => boolean = () => true,
+): Record<string, string> {
+  return {
+    "x-forwarded-proto": "https",
+    ...Object.fromEntries([...req.headers].filter(([name]) => keep(name))),
+  };
+}
+
 /** Which extensions the check covers and what it found for each. */
 export type Grants = Partial<Record<Extension, boolean>>;
 
@@ -62,11 +77,11 @@ export function readGrants(
 ): Promise<Grants> {
   const probes = extensions.map((extension) => ({ id: crypto.randomUUID(), extension }));
   return rolledBack(sql, async (tx) => {
-    for (const { id, extension } of probes) {
-      await tx`insert into realtime.messages (id, topic, extension, inserted_at, updated_at)
-               values (${id}, ${context.topic}, ${extension},
-                       now() at time zone 'utc', now() at time zone 'utc')`;
-    }
+    await tx`insert into realtime.messages (id, topic, extension, inserted_at, updated_at)
+             select probe.id, ${context.topic}, probe.extension,
+                    now() at time zone 'utc', now() at time zone 'utc'
+             from unnest(${probes.map((p) => p.id)}::uuid[],
+                         ${probes.map((p) => p.extension)}::text[]) as probe(id, extension)`;
     await setConnConfig(tx, context);
     const visible = await tx`select m.id from realtime.messages m
                              where m.id in ${tx(probes.map((p) => p.id))}`;

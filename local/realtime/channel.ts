@@ -10,6 +10,7 @@ import {
   encodeText,
   type Frame,
   ProtocolError,
+  strictUtf8,
   type UserBroadcastPush,
   type Vsn,
 } from "./protocol.ts";
@@ -40,7 +41,7 @@ const stringOr = (value: unknown): string | undefined =>
 /** The bytes of a JSON-encoded user payload as text, if they are JSON. */
 function jsonText(bytes: Uint8Array): { json: string } | undefined {
   try {
-    const json = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    const json = strictUtf8.decode(bytes);
     JSON.parse(json);
     return { json };
   } catch {
@@ -53,6 +54,10 @@ class Refusal extends Error {}
 
 export class Channel {
   grants: { read: Grants; write?: Grants } = { read: {} };
+  /** What the join asked to replay (private channels only). */
+  replay?: { since: number; limit: number };
+  /** Ids replayed at join: the same rows arriving live are not sent again. */
+  replayedIds = new Set<string>();
   #expiry?: ReturnType<typeof setTimeout>;
 
   constructor(
@@ -63,7 +68,8 @@ export class Channel {
     readonly isPrivate: boolean,
     readonly self: boolean,
     readonly ack: boolean,
-    readonly presenceEnabled: boolean,
+    /** Whether the channel receives presence: asked for at join, or set by its first track. */
+    public presenceEnabled: boolean,
     readonly presenceKey: string,
     public token: string,
     public claims: Claims,
@@ -94,10 +100,13 @@ export class Channel {
     const msLeft = exp * 1000 - Date.now();
     this.#expiry = setTimeout(() => {
       if (exp * 1000 > Date.now()) return this.watchExpiry();
-      const ago = Math.floor(Date.now() / 1000) - exp;
-      this.socket.enqueue(() =>
-        this.socket.shutdownChannel(this, `Token has expired ${ago} seconds ago`)
-      );
+      this.socket.enqueue(() => {
+        // A refresh queued before this ran may have brought a newer token.
+        const current = Number(this.claims.exp);
+        if (current * 1000 > Date.now()) return;
+        const ago = Math.floor(Date.now() / 1000) - current;
+        this.socket.shutdownChannel(this, `Token has expired ${ago} seconds ago`);
+      });
     }, Math.max(0, Math.min(msLeft, 300_000)));
   }
 
@@ -135,6 +144,8 @@ export class Channel {
 
   deliver(broadcast: OutgoingBroadcast): void {
     if (!this.receivesBroadcasts) return;
+    const id = broadcast.meta?.id;
+    if (typeof id === "string" && this.replayedIds.has(id)) return;
     const data = broadcast.encoded(this.socket.vsn);
     if (data !== undefined) this.socket.sendRaw(data);
   }
@@ -255,6 +266,7 @@ export class Connection {
       this.#reply(frame, "ok", { postgres_changes: [] });
       channel.watchExpiry();
       if (channel.receivesPresence) channel.push("presence_state", this.hub.presenceState(channel));
+      if (channel.replay) await this.#replay(channel, channel.replay);
     } catch (error) {
       if (error instanceof TokenError) this.#reply(frame, "error", { reason: error.reason });
       else if (error instanceof Refusal) this.#reply(frame, "error", { reason: error.message });
@@ -276,6 +288,10 @@ export class Connection {
       throw new Refusal(
         "PostgresChangesNotSupported: the local Realtime stand-in serves broadcast and presence only",
       );
+    }
+    const replay = broadcast.replay === undefined ? undefined : objectOr(broadcast.replay);
+    if (replay && !flagOr(config.private, false)) {
+      throw new Refusal("UnableToReplayMessages: Replay is only available on private channels");
     }
     const previous = this.channels.get(frame.topic);
     if (previous) {
@@ -303,13 +319,35 @@ export class Connection {
     );
     if (channel.isPrivate) {
       channel.grants.read = await this.#grants(channel, readGrants, channel.readExtensions);
-      if (!channel.readsAnything) {
+      // Replay reads broadcasts: it needs that right, not just presence.
+      if (!channel.readsAnything || (replay && !channel.grants.read.broadcast)) {
         throw new Refusal(
           `Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`,
         );
       }
     }
+    if (replay) {
+      const limit = typeof replay.limit === "number" ? replay.limit : 10;
+      channel.replay = {
+        since: typeof replay.since === "number" ? replay.since : 0,
+        // Realtime clamps the limit to 1..25.
+        limit: Math.min(25, Math.max(1, Math.trunc(limit))),
+      };
+    }
     return channel;
+  }
+
+  /** Sends the channel's recent private broadcasts, oldest first, marked `replayed`. */
+  async #replay(channel: Channel, { since, limit }: { since: number; limit: number }) {
+    for (const row of await this.hub.recentBroadcasts(channel.topic, since, limit)) {
+      channel.replayedIds.add(row.id);
+      channel.push("broadcast", {
+        type: "broadcast",
+        event: row.event,
+        payload: row.payload,
+        meta: { replayed: true, id: row.id },
+      });
+    }
   }
 
   async #grants(
@@ -420,9 +458,22 @@ export class Connection {
     if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
       return this.#reply(frame, "error", { reason: "Presence track payload must be a map" });
     }
+    if (encoder.encode(JSON.stringify(payload)).length > this.hub.maxPayloadBytes) {
+      return this.shutdownChannel(channel, "Track message size exceeded");
+    }
+    // A channel joined without presence may still track; as Realtime does, its presence read
+    // is checked then, and from then on it receives presence.
+    const lateStart = !channel.presenceEnabled;
+    if (lateStart && channel.isPrivate && channel.grants.read.presence === undefined) {
+      Object.assign(channel.grants.read, await this.#grants(channel, readGrants, ["presence"]));
+    }
     if (!(await this.#mayWrite(channel, "presence"))) return this.#reply(frame, "error", {});
     this.hub.track(channel, payload as Json);
     this.#reply(frame, "ok", {});
+    if (lateStart) {
+      channel.presenceEnabled = true;
+      if (channel.receivesPresence) channel.push("presence_state", this.hub.presenceState(channel));
+    }
   }
 
   /** Ends a channel from the server side: a `system` error, then `phx_close`. */

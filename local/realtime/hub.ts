@@ -4,6 +4,7 @@
 // realtime.send commits (read from the WAL), relays client broadcasts and keeps presence, and
 // authorizes private channels with Realtime's own RLS probes.
 import postgres from "npm:postgres@3.4.9";
+import { headersForRls } from "./authorization.ts";
 import { Channel, Connection } from "./channel.ts";
 import { PresenceTopic } from "./presence.ts";
 import { encodeUserBroadcast, jsonEncoding, supportedVsns, type Vsn } from "./protocol.ts";
@@ -32,36 +33,35 @@ export class OutgoingBroadcast {
 
   #encode(vsn: Vsn): string | Uint8Array | undefined {
     if (vsn === "2.0.0") {
-      return "json" in this.payload
-        ? encodeUserBroadcast(
-          this.joinTopic,
-          this.event,
-          this.meta,
-          jsonEncoding,
-          new TextEncoder().encode(this.payload.json),
-        )
-        : encodeUserBroadcast(this.joinTopic, this.event, this.meta, 0, this.payload.binary);
+      const [encoding, bytes] = "json" in this.payload
+        ? [jsonEncoding, new TextEncoder().encode(this.payload.json)] as const
+        : [0, this.payload.binary] as const;
+      const binary = encodeUserBroadcast(this.joinTopic, this.event, this.meta, encoding, bytes);
+      // Header fields too long for a binary frame: the text frame, which 2.0.0 also reads.
+      if (binary || !("json" in this.payload)) return binary;
+      return `[null,null,${JSON.stringify(this.joinTopic)},"broadcast",${this.#innerJson()}]`;
     }
     // 1.0.0 cannot carry binary payloads; Realtime does not deliver them to such sockets.
     if (!("json" in this.payload)) return undefined;
-    // The payload is spliced in as the JSON text it arrived as, never parsed again.
-    const meta = this.meta ? `,"meta":${JSON.stringify(this.meta)}` : "";
     return `{"topic":${
       JSON.stringify(this.joinTopic)
-    },"event":"broadcast","payload":{"type":"broadcast","event":${
-      JSON.stringify(this.event)
-    },"payload":${this.payload.json}${meta}},"ref":null}`;
+    },"event":"broadcast","payload":${this.#innerJson()},"ref":null}`;
+  }
+
+  /** `{type, event, payload, meta?}`, with the payload spliced in as the JSON text it arrived
+   * as, never parsed again. */
+  #innerJson(): string {
+    const meta = this.meta ? `,"meta":${JSON.stringify(this.meta)}` : "";
+    const json = (this.payload as { json: string }).json;
+    return `{"type":"broadcast","event":${JSON.stringify(this.event)},"payload":${json}${meta}}`;
   }
 }
 
-/** The headers RLS sees as `request.headers`: on a socket, the `x-*` ones of the upgrade
- * (with `x-forwarded-proto: https` unless given, as the gateway adds for functions). */
-function xHeaders(req: Request): Record<string, string> {
-  return {
-    "x-forwarded-proto": "https",
-    ...Object.fromEntries([...req.headers].filter(([name]) => name.startsWith("x-"))),
-  };
-}
+/** Subscribers and presence are kept per topic, private and public apart, as Realtime keys
+ * them (`<tenant>:<topic>` and `<tenant>-private:<topic>`). */
+const topicKey = (topic: string, isPrivate: boolean) =>
+  `${isPrivate ? "private" : "public"}:${topic}`;
+const keyOf = (channel: Channel) => topicKey(channel.topic, channel.isPrivate);
 
 export class Hub {
   /** Realtime's default tenant limit, `max_payload_size_in_kb` = 3000. */
@@ -113,11 +113,20 @@ export class Hub {
         : error.message;
       return Response.json({ error: message }, { status: 401 });
     }
-    // Read before the upgrade, which closes the request.
-    const headers = xHeaders(req);
-    const { socket, response } = Deno.upgradeWebSocket(req);
-    this.#sockets.add(new Connection(this, socket, vsn, apiKey, headers));
-    return response;
+    // On a socket RLS sees the `x-*` headers of the upgrade; read them before it closes the request.
+    const headers = headersForRls(req, (name) => name.startsWith("x-"));
+    let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
+    try {
+      upgraded = Deno.upgradeWebSocket(req);
+    } catch (error) {
+      // An `Upgrade: websocket` request without the rest of the handshake.
+      return realtimeError(
+        400,
+        error instanceof Error ? error.message : "Bad WebSocket handshake.",
+      );
+    }
+    this.#sockets.add(new Connection(this, upgraded.socket, vsn, apiKey, headers));
+    return upgraded.response;
   }
 
   disconnected(socket: Connection): void {
@@ -125,7 +134,7 @@ export class Hub {
   }
 
   subscribe(channel: Channel): void {
-    const key = `${channel.isPrivate}:${channel.topic}`;
+    const key = keyOf(channel);
     let subscribers = this.#subscribers.get(key);
     if (!subscribers) this.#subscribers.set(key, subscribers = new Set());
     subscribers.add(channel);
@@ -133,7 +142,7 @@ export class Hub {
 
   unsubscribe(channel: Channel): void {
     this.untrack(channel);
-    const key = `${channel.isPrivate}:${channel.topic}`;
+    const key = keyOf(channel);
     const subscribers = this.#subscribers.get(key);
     subscribers?.delete(channel);
     if (subscribers?.size === 0) this.#subscribers.delete(key);
@@ -146,7 +155,7 @@ export class Hub {
     message: { event: string; payload: BroadcastPayload; meta?: Record<string, unknown> },
     except?: Channel,
   ): void {
-    const subscribers = this.#subscribers.get(`${isPrivate}:${topic}`);
+    const subscribers = this.#subscribers.get(topicKey(topic, isPrivate));
     if (!subscribers) return;
     const outgoing = new OutgoingBroadcast(
       `realtime:${topic}`,
@@ -165,24 +174,33 @@ export class Hub {
     });
   }
 
-  #presenceOf(channel: Channel): PresenceTopic {
-    const key = `${channel.isPrivate}:${channel.topic}`;
-    let presence = this.#presence.get(key);
-    if (!presence) this.#presence.set(key, presence = new PresenceTopic());
-    return presence;
+  /** The newest `limit` private broadcasts on `topic` since `sinceMs`, oldest first, as
+   * Realtime replays them from realtime.messages. */
+  async recentBroadcasts(topic: string, sinceMs: number, limit: number) {
+    const rows = await this.sql<{ id: string; event: string; payload: unknown }[]>`
+      select id, event, payload from realtime.messages
+      where topic = ${topic} and private is true and extension = 'broadcast'
+        and event is not null and payload is not null
+        and inserted_at >= to_timestamp(${sinceMs / 1000}) at time zone 'utc'
+      order by inserted_at desc
+      limit ${limit}`;
+    return rows.reverse();
   }
 
   presenceState(channel: Channel) {
-    return this.#presenceOf(channel).state();
+    return this.#presence.get(keyOf(channel))?.state() ?? {};
   }
 
   track(channel: Channel, payload: Record<string, unknown>): void {
-    const diff = this.#presenceOf(channel).track(channel, channel.presenceKey, payload);
+    const key = keyOf(channel);
+    let presence = this.#presence.get(key);
+    if (!presence) this.#presence.set(key, presence = new PresenceTopic());
+    const diff = presence.track(channel, channel.presenceKey, payload);
     if (diff) this.#publishDiff(channel, diff);
   }
 
   untrack(channel: Channel): void {
-    const key = `${channel.isPrivate}:${channel.topic}`;
+    const key = keyOf(channel);
     const presence = this.#presence.get(key);
     const diff = presence?.untrack(channel);
     if (diff) this.#publishDiff(channel, diff);
@@ -190,7 +208,7 @@ export class Hub {
   }
 
   #publishDiff(channel: Channel, diff: Parameters<Channel["pushPresenceDiff"]>[0]): void {
-    const subscribers = this.#subscribers.get(`${channel.isPrivate}:${channel.topic}`) ?? [];
+    const subscribers = this.#subscribers.get(keyOf(channel)) ?? [];
     for (const subscriber of subscribers) subscriber.pushPresenceDiff(diff);
   }
 }

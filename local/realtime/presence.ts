@@ -18,6 +18,9 @@ interface Entry {
   payload: string;
 }
 
+// Keys are the clients' own (`toString`, `__proto__`, ...): maps without a prototype.
+const presenceMap = (): PresenceMap => Object.create(null);
+
 function newRef(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(9));
   return "F" + btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
@@ -31,7 +34,7 @@ export class PresenceTopic {
   }
 
   state(): PresenceMap {
-    const state: PresenceMap = {};
+    const state = presenceMap();
     for (const { key, meta } of this.#entries.values()) {
       (state[key] ??= { metas: [] }).metas.push(meta);
     }
@@ -44,7 +47,7 @@ export class PresenceTopic {
     const serialized = JSON.stringify(payload);
     if (previous && previous.key === key && previous.payload === serialized) return;
     const meta: Meta = { ...payload, phx_ref: newRef() };
-    const diff: PresenceDiff = { joins: {}, leaves: {} };
+    const diff: PresenceDiff = { joins: presenceMap(), leaves: presenceMap() };
     if (previous) {
       if (previous.key === key) meta.phx_ref_prev = previous.meta.phx_ref;
       diff.leaves[previous.key] = { metas: [previous.meta] };
@@ -59,6 +62,8 @@ export class PresenceTopic {
     const previous = this.#entries.get(tracker);
     if (!previous) return;
     this.#entries.delete(tracker);
-    return { joins: {}, leaves: { [previous.key]: { metas: [previous.meta] } } };
+    const leaves = presenceMap();
+    leaves[previous.key] = { metas: [previous.meta] };
+    return { joins: presenceMap(), leaves };
   }
 }

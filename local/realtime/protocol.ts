@@ -29,7 +29,8 @@ export class ProtocolError extends Error {}
 const kinds = { userBroadcastPush: 3, userBroadcast: 4 } as const;
 export const jsonEncoding = 1;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+/** Decodes UTF-8, throwing on invalid bytes. */
+export const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 const nullableString = (value: unknown) =>
   value === null || value === undefined ? null : String(value);
@@ -103,7 +104,7 @@ export function decodeBinary(bytes: Uint8Array): UserBroadcastPush {
   const field = (length: number) => {
     if (offset + length > bytes.length) throw new ProtocolError("The frame is truncated.");
     try {
-      return decoder.decode(bytes.subarray(offset, offset += length));
+      return strictUtf8.decode(bytes.subarray(offset, offset += length));
     } catch {
       throw new ProtocolError("A header field is not UTF-8.");
     }
@@ -123,20 +124,17 @@ export function decodeBinary(bytes: Uint8Array): UserBroadcastPush {
   };
 }
 
-/** The kind 4 frame a 2.0.0 subscriber receives for a user broadcast. */
+/** The kind 4 frame a 2.0.0 subscriber receives for a user broadcast; undefined when a header
+ * field (topic, event, metadata) is longer than the format's 255 bytes. */
 export function encodeUserBroadcast(
   topic: string,
   userEvent: string,
   meta: Record<string, unknown> | undefined,
   encoding: 0 | 1,
   payload: Uint8Array,
-): Uint8Array {
+): Uint8Array | undefined {
   const header = [topic, userEvent, meta ? JSON.stringify(meta) : ""].map((s) => encoder.encode(s));
-  for (const part of header) {
-    if (part.length > 255) {
-      throw new ProtocolError("Broadcast header fields are at most 255 bytes.");
-    }
-  }
+  if (header.some((part) => part.length > 255)) return undefined;
   const [topicBytes, eventBytes, metaBytes] = header;
   const frame = new Uint8Array(
     5 + topicBytes.length + eventBytes.length + metaBytes.length + payload.length,

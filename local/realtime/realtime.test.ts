@@ -40,6 +40,7 @@ const playbackRoom = await createRoom(setup, host, members);
 const memberEventsRoom = await createRoom(setup, host, members);
 const presenceRoom = await createRoom(setup, host, members);
 const lazyTrackRoom = await createRoom(setup, host, members);
+const replayRoom = await createRoom(setup, host, members);
 const refreshRoom = await createRoom(setup, host, members);
 const vsnRoom = await createRoom(setup, host, members);
 const queueRoom = await createRoom(setup, host, members);
@@ -415,8 +416,11 @@ Deno.test("a member may track on private room:{id} joined without presence; it i
     });
     assert.equal(await announcer.track({ name: "Listener" }), "ok");
     await until("the host sees the late tracker", joins, (keys) => keys.includes(listener.id));
-    // A channel that does not take presence is not sent any.
-    assert.deepEqual(announcer.presenceState(), {});
+    // Its presence read is checked at the track; from then on it is sent presence too.
+    await waitFor(
+      "the tracker gets presence_state",
+      () => Object.keys(announcer.presenceState()).includes(listener.id),
+    );
     // A refused tracker cannot even join the room's channel; on its own user channel, where
     // presence is nobody's, the track is refused at the track.
     const own = await joined(outsiderClient, `user:${outsider.id}:activity`);
@@ -429,6 +433,7 @@ Deno.test("a member may track on private room:{id} joined without presence; it i
 // --- Tokens -----------------------------------------------------------------------------------
 
 Deno.test("setAuth with a fresh token keeps a private channel past the old token's expiry", async () => {
+  const expiresBy = Date.now() + 3000;
   const expiring = await userToken(listener.id, { expiresIn: 3 });
   let token = expiring;
   const client = realtimeClientFor(() => token);
@@ -439,7 +444,7 @@ Deno.test("setAuth with a fresh token keeps a private channel past the old token
     token = listener.token;
     await client.realtime.setAuth(token);
     // The old token's exp passes: a server still holding it would close the channel now.
-    await sleep(4000);
+    await sleep(expiresBy + 1000 - Date.now());
     assert.deepEqual(system, []);
     assert.equal(channel.state, "joined");
     await send(`room:${refreshRoom}:chat`, "after-refresh", { n: 1 });
@@ -1086,4 +1091,148 @@ Deno.test("REST single endpoint (channel.httpSend): the write check, bytes, 422 
   } finally {
     await closeRealtime(receiver, hostClient, listenerClient, bytesReceiver);
   }
+});
+
+// --- Replay -----------------------------------------------------------------------------------
+
+Deno.test("replay: a private join with config.broadcast.replay gets the newest rows since, oldest first, once", async () => {
+  const client = realtimeClientFor(listener.token);
+  const outsiderClient = realtimeClientFor(outsider.token);
+  const topic = `room:${replayRoom}:queue`;
+  try {
+    await send(topic, "queue:old", { n: 0 });
+    await sleep(20);
+    const since = Date.now();
+    for (const n of [1, 2, 3]) await send(topic, "queue:item", { n });
+    await send(topic, "queue:public", { n: 9 }, false); // not a private row: never replayed
+
+    const channel = await joined(client, topic, {
+      private: true,
+      broadcast: { replay: { since, limit: 2 } },
+    });
+    const got = received(channel);
+    await until("two replayed rows", got, (all) => all.length === 2);
+    assert.deepEqual(got.map((m) => m.payload.n), [2, 3]);
+    for (const m of got) {
+      assert.equal(m.event, "queue:item");
+      assert.equal((m.meta as { replayed?: boolean }).replayed, true);
+      assert.match(m.meta!.id, uuidPattern);
+    }
+    await send(topic, "queue:item", { n: 4 });
+    await until("the next row live", got, (all) => all.length === 3);
+    assert.equal(got[2].payload.n, 4);
+    assert.equal((got[2].meta as { replayed?: boolean }).replayed, undefined);
+
+    // Replay needs the read right like any private join.
+    const { status, error } = await subscribe(
+      outsiderClient.channel(topic, {
+        config: { private: true, broadcast: { replay: { since, limit: 2 } } },
+      }),
+    );
+    assert.equal(status, "CHANNEL_ERROR");
+    assert.match(error!.message, /^Unauthorized: /);
+  } finally {
+    await closeRealtime(client, outsiderClient);
+  }
+});
+
+Deno.test("replay on a public channel is refused with UnableToReplayMessages", async () => {
+  const raw = await rawSocket("1.0.0");
+  try {
+    const joinTopic = `realtime:replay-${crypto.randomUUID()}`;
+    raw.send({
+      topic: joinTopic,
+      event: "phx_join",
+      payload: { config: { broadcast: { replay: { since: 0 } } } },
+      ref: "1",
+      join_ref: "1",
+    });
+    await waitFor("the join reply", () => raw.frames.length === 1);
+    const [reply] = raw.frames as { payload: { status: string; response: { reason: string } } }[];
+    assert.equal(reply.payload.status, "error");
+    assert.match(reply.payload.response.reason, /^UnableToReplayMessages: /);
+  } finally {
+    await raw.close();
+  }
+});
+
+// --- Input that must not break the stand-in ---------------------------------------------------
+
+Deno.test("an event name too long for a binary frame still reaches 2.0.0 and 1.0.0 subscribers", async () => {
+  const v2 = realtimeClientFor(anonKey, { vsn: "2.0.0" });
+  const v1 = realtimeClientFor(anonKey, { vsn: "1.0.0" });
+  const topic = `long-${crypto.randomUUID()}`;
+  const event = "e".repeat(300);
+  try {
+    const got2 = received(await joined(v2, topic, { private: false }));
+    const got1 = received(await joined(v1, topic, { private: false }));
+    await send(topic, event, { a: 1 }, false);
+    const rest = await fetch(`${apiUrl}/realtime/v1/api/broadcast`, {
+      method: "POST",
+      headers: { apikey: anonKey, "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: [{ topic, event: "e", payload: { b: 2 }, id: "x".repeat(300) }],
+      }),
+    });
+    assert.equal(rest.status, 202);
+    await rest.body?.cancel();
+    for (const got of [got2, got1]) {
+      await until("the row and the REST message", got, (all) => all.length === 2);
+      assert.deepEqual(got.map((m) => m.event).sort(), ["e", event].sort());
+    }
+    // The gateway is still serving.
+    const health = await fetch(`${apiUrl}/functions/v1/health`, {
+      headers: { authorization: `Bearer ${anonKey}` },
+    });
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  } finally {
+    await closeRealtime(v2, v1);
+  }
+});
+
+Deno.test("presence keys named like Object.prototype members work", async () => {
+  const first = realtimeClientFor();
+  const second = realtimeClientFor();
+  const topic = `keys-${crypto.randomUUID()}`;
+  try {
+    for (const key of ["toString", "__proto__", "constructor"]) {
+      const channel = await joined(first, `${topic}-${key}`, {
+        private: false,
+        presence: { key, enabled: true },
+      });
+      assert.equal(await channel.track({ key }), "ok");
+      const watcher = await joined(second, `${topic}-${key}`, {
+        private: false,
+        presence: { key: "watcher", enabled: true },
+      });
+      await waitFor(
+        `presence_state with the key ${key}`,
+        () => Object.hasOwn(watcher.presenceState(), key),
+      );
+    }
+  } finally {
+    await closeRealtime(first, second);
+  }
+});
+
+Deno.test("malformed HTTP to /realtime/v1 gets a 4xx, never a 5xx", async () => {
+  const badPath = await fetch(`${apiUrl}/realtime/v1/api/broadcast/%E0%A4%A/events/e`, {
+    method: "POST",
+    headers: { apikey: anonKey, "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.equal(badPath.status, 422);
+  assert.ok((await badPath.json()).errors.messages.length > 0);
+  // Upgrade: websocket without the rest of the handshake.
+  const halfUpgrade = await fetch(
+    `${apiUrl}/realtime/v1/websocket?apikey=${anonKey}&vsn=2.0.0`,
+    { headers: { upgrade: "websocket" } },
+  );
+  assert.equal(halfUpgrade.status, 400);
+  await halfUpgrade.body?.cancel();
+  const preflight = await fetch(`${apiUrl}/realtime/v1/api/broadcast`, { method: "OPTIONS" });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  await preflight.body?.cancel();
 });

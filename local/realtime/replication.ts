@@ -33,6 +33,14 @@ export function streamBroadcasts(
   let closed = false;
   let streaming = false;
   let everStreamed = false;
+  // A row the fan-out cannot handle must not end the process that hosts the functions too.
+  const deliver = (row: BroadcastRow) => {
+    try {
+      onRow(row);
+    } catch (error) {
+      console.error("realtime stand-in: a row could not be delivered:", error);
+    }
+  };
   return new Promise((resolve, reject) => {
     const replication = {
       close() {
@@ -45,25 +53,27 @@ export function streamBroadcasts(
       worker = new Worker(new URL("./replication-worker.ts", import.meta.url).href, {
         type: "module",
       });
-      worker.onmessage = ({ data }: MessageEvent<BroadcastRow | "ready">) => {
-        if (data !== "ready") return onRow(data);
+      const failed = (reason: string) => {
+        worker?.terminate();
+        if (closed) return;
+        // The first start must work: a stack whose broadcasts go nowhere is not a stack.
+        if (!everStreamed) {
+          return reject(new Error(`The Realtime stand-in cannot replicate: ${reason}`));
+        }
+        if (streaming) console.error(`realtime stand-in: replication lost (${reason}); retrying`);
+        streaming = false;
+        restart = setTimeout(start, restartDelayMs);
+      };
+      worker.onmessage = ({ data }: MessageEvent<BroadcastRow | "ready" | "failed">) => {
+        if (data === "failed") return failed("the stream broke");
+        if (data !== "ready") return deliver(data);
         if (everStreamed) console.error("realtime stand-in: replication resumed");
         streaming = everStreamed = true;
         resolve(replication);
       };
       worker.onerror = (event) => {
         event.preventDefault();
-        worker?.terminate();
-        if (closed) return;
-        // The first start must work: a stack whose broadcasts go nowhere is not a stack.
-        if (!everStreamed) {
-          return reject(new Error(`The Realtime stand-in cannot replicate: ${event.message}`));
-        }
-        if (streaming) {
-          console.error(`realtime stand-in: replication lost (${event.message}); retrying`);
-        }
-        streaming = false;
-        restart = setTimeout(start, restartDelayMs);
+        failed(event.message);
       };
       worker.postMessage(dbUrl);
     };

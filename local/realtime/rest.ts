@@ -6,7 +6,9 @@
 // silently without it.
 import { z } from "npm:zod@4.6.7";
 import type { Claims } from "../../supabase/functions/_shared/auth.ts";
-import { writeGrants } from "./authorization.ts";
+import { bearerToken } from "../../supabase/functions/_shared/auth.ts";
+import { corsHeaders, preflightResponse } from "../../supabase/functions/_shared/cors.ts";
+import { headersForRls, writeGrants } from "./authorization.ts";
 import type { BroadcastPayload, Hub } from "./hub.ts";
 import { TokenError, verifyToken } from "./tokens.ts";
 
@@ -29,12 +31,13 @@ const batchMessage = z.object({
 const maxBatchMessages = 1000;
 const singlePath = /^\/realtime\/v1\/api\/broadcast\/([^/]+)\/events\/([^/]+)$/;
 
-/** Realtime's HTTP errors: `{"message": "..."}`. */
+/** Realtime's HTTP errors: `{"message": "..."}`, with CORS as every response here. */
 export function realtimeError(status: number, message: string): Response {
-  return Response.json({ message }, { status });
+  return Response.json({ message }, { status, headers: corsHeaders });
 }
 // Realtime's validation errors: `{"errors": {"messages": [...]}}`.
-const invalid = (messages: unknown[]) => Response.json({ errors: { messages } }, { status: 422 });
+const invalid = (messages: unknown[]) =>
+  Response.json({ errors: { messages } }, { status: 422, headers: corsHeaders });
 const tooLarge = "Payload size exceeds tenant limit";
 
 /** Whether `pathname` is one of the REST broadcast endpoints. */
@@ -43,10 +46,15 @@ export function isRestBroadcast(pathname: string): boolean {
 }
 
 export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
+  if (req.method === "OPTIONS") return preflightResponse();
   if (req.method !== "POST") return realtimeError(405, "Use POST.");
   // A Bearer token wins; a bad one does not fall back to the apikey header.
-  const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization")?.trim() ?? "")?.[1];
-  const token = bearer ?? req.headers.get("apikey");
+  let token: string | null;
+  try {
+    token = bearerToken(req);
+  } catch {
+    token = req.headers.has("authorization") ? null : req.headers.get("apikey");
+  }
   if (!token) return realtimeError(401, "Unauthorized");
   let claims: Claims;
   try {
@@ -58,14 +66,10 @@ export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
   const { pathname, searchParams } = new URL(req.url);
   const single = singlePath.exec(pathname);
   const parsed = single
-    ? await readSingle(req, hub.maxPayloadBytes, {
-      topic: decodeURIComponent(single[1]),
-      event: decodeURIComponent(single[2]),
-      private: searchParams.get("private") === "true",
-    })
+    ? await readSingle(req, hub.maxPayloadBytes, single[1], single[2], searchParams)
     : readBatch(await req.json().catch(() => undefined), hub.maxPayloadBytes);
   if (parsed instanceof Response) return parsed;
-  const headers = Object.fromEntries(req.headers);
+  const headers = headersForRls(req);
   const mayWrite = new Map<string, Promise<boolean>>();
   for (const m of parsed) {
     if (m.private) {
@@ -84,7 +88,7 @@ export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
       meta: m.id === undefined ? undefined : { id: m.id },
     });
   }
-  return new Response(null, { status: 202 });
+  return new Response(null, { status: 202, headers: corsHeaders });
 }
 
 /** The batch body; per message a map of field errors (`{}` for a valid one) when any is bad. */
@@ -114,12 +118,25 @@ function readBatch(body: unknown, maxPayloadBytes: number): RestMessage[] | Resp
   return messages.length === list.length ? messages : invalid(errors);
 }
 
-/** The single endpoint's body: a JSON object, or raw bytes sent as application/octet-stream. */
+/** The single endpoint's message: topic and event from the path, the body as the payload (a
+ * JSON object, or raw bytes sent as application/octet-stream). */
 async function readSingle(
   req: Request,
   maxPayloadBytes: number,
-  target: Omit<RestMessage, "payload">,
+  encodedTopic: string,
+  encodedEvent: string,
+  query: URLSearchParams,
 ): Promise<RestMessage[] | Response> {
+  let target: Omit<RestMessage, "payload">;
+  try {
+    target = {
+      topic: decodeURIComponent(encodedTopic),
+      event: decodeURIComponent(encodedEvent),
+      private: query.get("private") === "true",
+    };
+  } catch {
+    return invalid([{ topic: ["is not a valid URL-encoded name"] }]);
+  }
   const bytes = new Uint8Array(await req.arrayBuffer());
   if (bytes.length > maxPayloadBytes) return invalid([{ payload: [tooLarge] }]);
   if (req.headers.get("content-type")?.startsWith("application/octet-stream")) {

@@ -1,7 +1,7 @@
 // Token checks with the codes and messages Supabase Realtime answers with (its join reasons,
 // `system` messages and connect errors), on top of the functions' own JWT verification.
 import { decodeJwt } from "npm:jose@6.2.18";
-import { type Claims, verifyJwt } from "../../supabase/functions/_shared/auth.ts";
+import { apiRoles, type Claims, verifyJwt } from "../../supabase/functions/_shared/auth.ts";
 import { HttpError } from "../../supabase/functions/_shared/errors.ts";
 
 export class TokenError extends Error {
@@ -38,6 +38,6 @@ function explain(token: string, error: HttpError): TokenError {
   if (expiredFor >= 0) {
     return new TokenError("InvalidJWTToken", `Token has expired ${expiredFor} seconds ago`);
   }
-  if (error.message.includes("role")) return new TokenError("InvalidJWTToken", error.message);
+  if (!apiRoles.has(claims.role)) return new TokenError("InvalidJWTToken", error.message);
   return new TokenError("JwtSignatureError", "Failed to validate JWT signature");
 }

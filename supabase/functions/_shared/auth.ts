@@ -9,7 +9,7 @@ import { HttpError } from "./errors.ts";
 
 /** The database roles a Supabase JWT may carry; anything else is refused. */
 export type ApiRole = "anon" | "authenticated" | "service_role";
-const apiRoles = new Set<string>(["anon", "authenticated", "service_role"]);
+export const apiRoles: ReadonlySet<string> = new Set(["anon", "authenticated", "service_role"]);
 
 /** Verified claims, as Supabase Auth issues them (anon/service keys carry only `role`). */
 export type Claims = JWTPayload & {
