@@ -18,7 +18,7 @@
 import postgres from "npm:postgres@3.4.9";
 import { summarize, type Timing, writeResults } from "./lib.ts";
 import type { LoadJob, LoadResult } from "./late-joiner/load.ts";
-import { createIdFunction, figures, id, measuredLoad, round, timeCalls } from "./ingest/client.ts";
+import { figures, id, measuredLoad, round, seedBigRoom, timeCalls } from "./ingest/client.ts";
 import type { PostTarget } from "./ingest/client.ts";
 import { cpuLine, cpuSnapshot, cpuUsed } from "./ingest/cpu.ts";
 import { userToken } from "../local/keys.ts";
@@ -45,17 +45,7 @@ async function seed(sql: postgres.Sql) {
     `Seeding ${lastUser.toLocaleString()} users, one room, ${present.toLocaleString()} present...`,
   );
   const started = performance.now();
-  await createIdFunction(sql);
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select pg_temp.id(0, n), 'u' || n || '@bench.test', false from generate_series(1, ${lastUser}) n`;
-  // The trigger adds the host's membership.
-  await sql`
-    insert into public.rooms (id, name, host_id, visibility)
-    values (${room}, 'The big room', pg_temp.id(0, 1), 'public')`;
-  await sql`
-    insert into public.room_members (room_id, user_id, role)
-    select ${room}, pg_temp.id(0, n), 'listener' from generate_series(2, ${lastUser}) n`;
+  await seedBigRoom(sql, room, lastUser);
   // Present: one connection each, as presence_join would have left them (set-based, no
   // broadcasts). Times are set by refresh() before every phase.
   await sql`

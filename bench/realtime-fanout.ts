@@ -19,7 +19,7 @@
 // JOIN_TIMEOUT_S (60) of the start of the joins counts as failed.
 import postgres from "npm:postgres@3.4.9";
 import { lines, summarize, type Timing, writeResults } from "./lib.ts";
-import { createIdFunction, id, round } from "./ingest/client.ts";
+import { id, round, seedBigRoom } from "./ingest/client.ts";
 import { cpuSnapshot, cpuUsed } from "./realtime-fanout/cpu.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
 
@@ -74,18 +74,7 @@ class Child {
 }
 
 async function seed(sql: postgres.Sql) {
-  await createIdFunction(sql);
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select pg_temp.id(0, n), 'u' || n || '@bench.test', false
-    from generate_series(1, ${subscriberCount}) n`;
-  // User 1 hosts (the trigger makes it a member); everyone else joins as a listener.
-  await sql`
-    insert into public.rooms (id, name, host_id, visibility)
-    values (${room}, 'The big room', pg_temp.id(0, 1), 'public')`;
-  await sql`
-    insert into public.room_members (room_id, user_id, role)
-    select ${room}, pg_temp.id(0, n), 'listener' from generate_series(2, ${subscriberCount}) n`;
+  await seedBigRoom(sql, room, subscriberCount);
   await sql`vacuum analyze`;
 }
 

@@ -89,6 +89,22 @@ export async function createUser(sql: postgres.Sql, { anonymous = false } = {}):
   return { id, token, client: clientFor(token) };
 }
 
+/** The people most tests need: a host, a listener, a dj, someone from outside, an anonymous
+ * user, and `members` (listener, dj as dj, the anonymous user) to pass to createRoom. */
+export async function createCast(sql: postgres.Sql) {
+  const host = await createUser(sql);
+  const listener = await createUser(sql);
+  const dj = await createUser(sql);
+  const outsider = await createUser(sql);
+  const anonymousListener = await createUser(sql, { anonymous: true });
+  const members: (TestUser | [TestUser, "dj" | "listener"])[] = [
+    listener,
+    [dj, "dj"],
+    anonymousListener,
+  ];
+  return { host, listener, dj, outsider, anonymousListener, members };
+}
+
 /** A room hosted by `host`, with `members` added as listeners (or the role given). */
 export async function createRoom(
   sql: postgres.Sql,

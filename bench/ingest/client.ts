@@ -43,6 +43,22 @@ export async function createIdFunction(sql: postgres.Sql): Promise<void> {
     $$ select (kind || '0000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid $$`;
 }
 
+/** Users id(0, 1..users) and one public room hosted by user 1 with everyone else as listeners
+ * (creates pg_temp.id on `sql`'s single connection). */
+export async function seedBigRoom(sql: postgres.Sql, room: string, users: number): Promise<void> {
+  await createIdFunction(sql);
+  await sql`
+    insert into auth.users (id, email, is_anonymous)
+    select pg_temp.id(0, n), 'u' || n || '@bench.test', false from generate_series(1, ${users}) n`;
+  // The trigger adds the host's membership.
+  await sql`
+    insert into public.rooms (id, name, host_id, visibility)
+    values (${room}, 'The big room', pg_temp.id(0, 1), 'public')`;
+  await sql`
+    insert into public.room_members (room_id, user_id, role)
+    select ${room}, pg_temp.id(0, n), 'listener' from generate_series(2, ${users}) n`;
+}
+
 /**
  * What one statement costs inside Postgres, as bench/late-joiner.ts times it: `calls` calls on
  * `sql`'s (single) connection, each planned anew (EXECUTE, like the functions' unnamed

@@ -16,8 +16,8 @@ import {
   anonKey,
   apiUrl,
   closeRealtime,
+  createCast,
   createRoom,
-  createUser,
   fixtureDb,
   invoke,
   poll,
@@ -28,12 +28,7 @@ import {
 } from "../testing.ts";
 
 const setup = fixtureDb();
-const host = await createUser(setup);
-const listener = await createUser(setup);
-const dj = await createUser(setup);
-const outsider = await createUser(setup);
-const anonymousListener = await createUser(setup, { anonymous: true });
-const members: Parameters<typeof createRoom>[2] = [listener, [dj, "dj"], anonymousListener];
+const { host, listener, dj, outsider, anonymousListener, members } = await createCast(setup);
 const chatRoom = await createRoom(setup, host, members);
 const accessRoom = await createRoom(setup, host, members);
 const playbackRoom = await createRoom(setup, host, members);

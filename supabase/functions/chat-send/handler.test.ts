@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   actAs,
   clientFor,
+  createCast,
   createRoom,
   createUser,
   expectError,
@@ -16,10 +17,7 @@ import {
 } from "../../../local/testing.ts";
 
 const setup = fixtureDb();
-const host = await createUser(setup);
-const listener = await createUser(setup);
-const outsider = await createUser(setup);
-const anonymousListener = await createUser(setup, { anonymous: true });
+const { host, listener, outsider, anonymousListener } = await createCast(setup);
 // Senders for the tests that need more than one user's rate limit (20/s, bursts of 50).
 const senders: TestUser[] = [];
 for (let i = 0; i < 5; i++) senders.push(await createUser(setup));

@@ -1,8 +1,8 @@
 // End to end through the test stack's gateway with the real supabase-js client.
 import assert from "node:assert/strict";
 import {
+  createCast,
   createRoom,
-  createUser,
   expectError,
   fixtureDb,
   invoke,
@@ -10,10 +10,7 @@ import {
 } from "../../../local/testing.ts";
 
 const setup = fixtureDb();
-const host = await createUser(setup);
-const listener = await createUser(setup);
-const outsider = await createUser(setup);
-const anonymousListener = await createUser(setup, { anonymous: true });
+const { host, listener, outsider, anonymousListener } = await createCast(setup);
 const room = await createRoom(setup, host, [listener, anonymousListener]);
 const chat = `room:${room}:chat`;
 await setup.end();

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import {
   actAs,
   clientFor,
+  createCast,
   createRoom,
-  createUser,
   expectError,
   fixtureDb,
   invoke,
@@ -15,12 +15,7 @@ import {
 } from "../../../local/testing.ts";
 
 const setup = fixtureDb();
-const host = await createUser(setup);
-const listener = await createUser(setup);
-const dj = await createUser(setup);
-const outsider = await createUser(setup);
-const anonymousListener = await createUser(setup, { anonymous: true });
-const members: Parameters<typeof createRoom>[2] = [listener, [dj, "dj"], anonymousListener];
+const { host, listener, dj, outsider, anonymousListener, members } = await createCast(setup);
 const immediateRoom = await createRoom(setup, host, members);
 const burstRoom = await createRoom(setup, host, members);
 const staleRoom = await createRoom(setup, host, members);

@@ -1,13 +1,10 @@
 // End to end through the test stack's gateway with the real supabase-js client.
 import assert from "node:assert/strict";
 import { signJwt } from "../../../local/keys.ts";
-import { clientFor, createRoom, createUser, fixtureDb, invoke } from "../../../local/testing.ts";
+import { clientFor, createCast, createRoom, fixtureDb, invoke } from "../../../local/testing.ts";
 
 const sql = fixtureDb();
-const host = await createUser(sql);
-const listener = await createUser(sql);
-const outsider = await createUser(sql);
-const anonymousListener = await createUser(sql, { anonymous: true });
+const { host, listener, outsider, anonymousListener } = await createCast(sql);
 const room = await createRoom(sql, host, [listener, anonymousListener]);
 const quietRoom = await createRoom(sql, host);
 
