@@ -5,22 +5,23 @@ import type { Claims } from "../../supabase/functions/_shared/auth.ts";
 import { type Extension, type Grants, readGrants, writeGrants } from "./authorization.ts";
 import type { PresenceDiff } from "./presence.ts";
 import {
+  type BroadcastPayload,
   decodeBinary,
   decodeText,
   encodeText,
+  exceedsPayloadLimit,
   type Frame,
   ProtocolError,
   strictUtf8,
   type UserBroadcastPush,
   type Vsn,
 } from "./protocol.ts";
-import type { BroadcastPayload, Hub, OutgoingBroadcast } from "./hub.ts";
+import type { Hub, OutgoingBroadcast } from "./hub.ts";
 import { TokenError, verifyToken } from "./tokens.ts";
 
 const maxChannelsPerSocket = 100;
 // Phoenix closes a socket that has sent nothing, heartbeats included, for this long.
 const idleTimeoutMs = 60_000;
-const encoder = new TextEncoder();
 
 type Json = Record<string, unknown>;
 const objectOr = (value: unknown): Json =>
@@ -430,8 +431,7 @@ export class Connection {
     }
     // Realtime ignores a broadcast without an event name (it is only logged).
     if (typeof event !== "string") return;
-    const size = "json" in payload ? encoder.encode(payload.json).length : payload.binary.length;
-    if (size > this.hub.maxPayloadBytes) {
+    if (exceedsPayloadLimit(payload)) {
       if (channel.ack) reply("error", "payload_size_exceeded");
       return;
     }
@@ -458,7 +458,7 @@ export class Connection {
     if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
       return this.#reply(frame, "error", { reason: "Presence track payload must be a map" });
     }
-    if (encoder.encode(JSON.stringify(payload)).length > this.hub.maxPayloadBytes) {
+    if (exceedsPayloadLimit({ json: JSON.stringify(payload) })) {
       return this.shutdownChannel(channel, "Track message size exceeded");
     }
     // A channel joined without presence may still track; as Realtime does, its presence read

@@ -1,18 +1,22 @@
 // The local Realtime stand-in: what Supabase Realtime does for this project, on one process, for
 // development and CI only (production uses Supabase Realtime). The gateway hands it
-// /realtime/v1/*: the WebSocket endpoint and the REST broadcast endpoints (rest.ts). It delivers the rows
-// realtime.send commits (read from the WAL), relays client broadcasts and keeps presence, and
-// authorizes private channels with Realtime's own RLS probes.
+// /realtime/v1/*: the WebSocket endpoint and the REST broadcast endpoints (rest.ts). It delivers
+// the rows realtime.send commits (read from the WAL), relays client broadcasts and keeps
+// presence, and authorizes private channels with Realtime's own RLS probes.
 import postgres from "npm:postgres@3.4.9";
 import { headersForRls } from "./authorization.ts";
 import { Channel, Connection } from "./channel.ts";
 import { PresenceTopic } from "./presence.ts";
-import { encodeUserBroadcast, jsonEncoding, supportedVsns, type Vsn } from "./protocol.ts";
+import {
+  type BroadcastPayload,
+  encodeUserBroadcast,
+  jsonEncoding,
+  supportedVsns,
+  type Vsn,
+} from "./protocol.ts";
 import { type BroadcastRow, type Replication, streamBroadcasts } from "./replication.ts";
 import { isRestBroadcast, realtimeError, restBroadcast } from "./rest.ts";
 import { TokenError, verifyToken } from "./tokens.ts";
-
-export type BroadcastPayload = { json: string } | { binary: Uint8Array };
 
 /** One broadcast on its way to a topic's subscribers, encoded at most once per protocol. */
 export class OutgoingBroadcast {
@@ -64,8 +68,6 @@ const topicKey = (topic: string, isPrivate: boolean) =>
 const keyOf = (channel: Channel) => topicKey(channel.topic, channel.isPrivate);
 
 export class Hub {
-  /** Realtime's default tenant limit, `max_payload_size_in_kb` = 3000. */
-  readonly maxPayloadBytes = 3_000_000;
   #subscribers = new Map<string, Set<Channel>>();
   #presence = new Map<string, PresenceTopic>();
   #sockets = new Set<Connection>();
@@ -108,9 +110,8 @@ export class Hub {
       await verifyToken(apiKey);
     } catch (error) {
       if (!(error instanceof TokenError)) throw error;
-      const message = error.message.startsWith("Token has expired")
-        ? "Token has expired"
-        : error.message;
+      // At connect Realtime does not say how long ago.
+      const message = error.expired ? "Token has expired" : error.message;
       return Response.json({ error: message }, { status: 401 });
     }
     // On a socket RLS sees the `x-*` headers of the upgrade; read them before it closes the request.

@@ -26,6 +26,18 @@ export interface UserBroadcastPush {
 
 export class ProtocolError extends Error {}
 
+/** A user broadcast's payload: JSON text, or raw bytes (binary payloads). */
+export type BroadcastPayload = { json: string } | { binary: Uint8Array };
+
+/** Realtime's default tenant limit, `max_payload_size_in_kb` = 3000, for broadcasts and
+ * presence tracks alike. */
+export const maxPayloadBytes = 3_000_000;
+
+export function exceedsPayloadLimit(payload: BroadcastPayload): boolean {
+  const size = "json" in payload ? encoder.encode(payload.json).length : payload.binary.length;
+  return size > maxPayloadBytes;
+}
+
 const kinds = { userBroadcastPush: 3, userBroadcast: 4 } as const;
 export const jsonEncoding = 1;
 const encoder = new TextEncoder();

@@ -5,11 +5,11 @@
 // 202 on success; private messages pass the caller's write check once per topic and are dropped
 // silently without it.
 import { z } from "npm:zod@4.6.7";
-import type { Claims } from "../../supabase/functions/_shared/auth.ts";
-import { bearerToken } from "../../supabase/functions/_shared/auth.ts";
+import { bearerToken, type Claims } from "../../supabase/functions/_shared/auth.ts";
 import { corsHeaders, preflightResponse } from "../../supabase/functions/_shared/cors.ts";
 import { headersForRls, writeGrants } from "./authorization.ts";
-import type { BroadcastPayload, Hub } from "./hub.ts";
+import type { Hub } from "./hub.ts";
+import { type BroadcastPayload, exceedsPayloadLimit } from "./protocol.ts";
 import { TokenError, verifyToken } from "./tokens.ts";
 
 interface RestMessage {
@@ -66,8 +66,8 @@ export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
   const { pathname, searchParams } = new URL(req.url);
   const single = singlePath.exec(pathname);
   const parsed = single
-    ? await readSingle(req, hub.maxPayloadBytes, single[1], single[2], searchParams)
-    : readBatch(await req.json().catch(() => undefined), hub.maxPayloadBytes);
+    ? await readSingle(req, single[1], single[2], searchParams)
+    : readBatch(await req.json().catch(() => undefined));
   if (parsed instanceof Response) return parsed;
   const headers = headersForRls(req);
   const mayWrite = new Map<string, Promise<boolean>>();
@@ -92,7 +92,7 @@ export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
 }
 
 /** The batch body; per message a map of field errors (`{}` for a valid one) when any is bad. */
-function readBatch(body: unknown, maxPayloadBytes: number): RestMessage[] | Response {
+function readBatch(body: unknown): RestMessage[] | Response {
   const list = typeof body === "object" && body !== null
     ? (body as { messages?: unknown }).messages
     : undefined;
@@ -110,9 +110,9 @@ function readBatch(body: unknown, maxPayloadBytes: number): RestMessage[] | Resp
       }
       return fieldErrors;
     }
-    const json = JSON.stringify(parsed.data.payload);
-    if (new TextEncoder().encode(json).length > maxPayloadBytes) return { payload: [tooLarge] };
-    messages.push({ ...parsed.data, private: parsed.data.private ?? false, payload: { json } });
+    const payload = { json: JSON.stringify(parsed.data.payload) };
+    if (exceedsPayloadLimit(payload)) return { payload: [tooLarge] };
+    messages.push({ ...parsed.data, private: parsed.data.private ?? false, payload });
     return fieldErrors;
   });
   return messages.length === list.length ? messages : invalid(errors);
@@ -122,7 +122,6 @@ function readBatch(body: unknown, maxPayloadBytes: number): RestMessage[] | Resp
  * JSON object, or raw bytes sent as application/octet-stream). */
 async function readSingle(
   req: Request,
-  maxPayloadBytes: number,
   encodedTopic: string,
   encodedEvent: string,
   query: URLSearchParams,
@@ -138,7 +137,7 @@ async function readSingle(
     return invalid([{ topic: ["is not a valid URL-encoded name"] }]);
   }
   const bytes = new Uint8Array(await req.arrayBuffer());
-  if (bytes.length > maxPayloadBytes) return invalid([{ payload: [tooLarge] }]);
+  if (exceedsPayloadLimit({ binary: bytes })) return invalid([{ payload: [tooLarge] }]);
   if (req.headers.get("content-type")?.startsWith("application/octet-stream")) {
     return [{ ...target, payload: { binary: bytes } }];
   }

@@ -5,7 +5,7 @@ import { apiRoles, type Claims, verifyJwt } from "../../supabase/functions/_shar
 import { HttpError } from "../../supabase/functions/_shared/errors.ts";
 
 export class TokenError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(readonly code: string, message: string, readonly expired = false) {
     super(message);
   }
 
@@ -36,7 +36,7 @@ function explain(token: string, error: HttpError): TokenError {
   }
   const expiredFor = Math.floor(Date.now() / 1000) - claims.exp;
   if (expiredFor >= 0) {
-    return new TokenError("InvalidJWTToken", `Token has expired ${expiredFor} seconds ago`);
+    return new TokenError("InvalidJWTToken", `Token has expired ${expiredFor} seconds ago`, true);
   }
   if (!apiRoles.has(claims.role)) return new TokenError("InvalidJWTToken", error.message);
   return new TokenError("JwtSignatureError", "Failed to validate JWT signature");
