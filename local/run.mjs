@@ -12,7 +12,8 @@ const commands = {
   start: () => ["local/stack.ts", "start"],
   stop: () => ["local/stack.ts", "stop"],
   reset: () => ["local/stack.ts", "reset"],
-  test: () => ["local/test.ts"],
+  // `npm test -- <files>` runs only those test files (.sql and .ts), on the same fresh stack.
+  test: (...files) => ["local/test.ts", ...files],
   // `npm run bench -- <name>` runs bench/<name>.ts.
   bench: (name, ...args) => [`bench/${name}.ts`, ...args],
 };

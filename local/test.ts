@@ -2,6 +2,7 @@
 // running `npm start` and the developer's data are never touched), then every runner: pgTAP with
 // pg_prove, the Deno tests (functions, tooling, end to end through the gateway), and last the
 // database-outage test, which stops the database. Ends with `N passed, M failed`.
+// `npm test -- <files>` runs only the given files (pgTAP's helpers file always runs first).
 import { run } from "./postgres.ts";
 import { root } from "./stack.ts";
 import { withThrowawayStack } from "./throwaway.ts";
@@ -15,15 +16,17 @@ interface Tally {
   failed: number;
 }
 
-async function pgProve(dbUrl: string): Promise<Tally> {
+const helpersTest = "supabase/tests/database/00-helpers.test.sql";
+
+async function pgProve(dbUrl: string, files: string[] | undefined): Promise<Tally> {
+  const chosen = files && [helpersTest, ...files.filter((f) => f !== helpersTest)];
   const result = await run("pg_prove", [
     "-d",
     dbUrl,
     "-v",
-    "--ext",
-    ".sql",
-    "-r",
-    `${root}/supabase/tests`,
+    ...(chosen
+      ? chosen.map((f) => `${root}/${f}`)
+      : ["--ext", ".sql", "-r", `${root}/supabase/tests`]),
   ]);
   console.log(result.stdout + result.stderr);
   const passed = result.stdout.match(/^ok \d+/gm)?.length ?? 0;
@@ -70,13 +73,19 @@ async function testFiles(dirs: string[]): Promise<string[]> {
   return files.sort();
 }
 
-async function main(): Promise<number> {
+async function main(only: string[]): Promise<number> {
   const tallies: Tally[] = [];
+  const chosen = (suffix: string) =>
+    only.length === 0 ? undefined : only.filter((f) => f.endsWith(suffix));
   try {
     await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ dbUrl, env }) => {
-      tallies.push(await pgProve(dbUrl));
-      tallies.push(await denoTest(await testFiles(["supabase/functions", "local"]), env));
-      tallies.push(await denoTest([outageTest], env));
+      const sqlFiles = chosen(".sql");
+      const tsFiles = chosen(".ts");
+      if (sqlFiles?.length !== 0) tallies.push(await pgProve(dbUrl, sqlFiles));
+      const denoFiles = tsFiles ?? await testFiles(["supabase/functions", "local"]);
+      const others = denoFiles.filter((f) => f !== outageTest);
+      if (others.length > 0) tallies.push(await denoTest(others, env));
+      if (!tsFiles || tsFiles.includes(outageTest)) tallies.push(await denoTest([outageTest], env));
     });
   } catch (error) {
     console.error(error);
@@ -88,4 +97,4 @@ async function main(): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) Deno.exit(await main(Deno.args));

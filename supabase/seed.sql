@@ -36,10 +36,11 @@ insert into public.room_members (room_id, user_id, role) values
   ('5e1ec7ed-0000-4000-8000-00000000b002', '5e1ec7ed-0000-4000-8000-000000000003', 'listener')
 on conflict (room_id, user_id) do nothing;
 
-insert into public.messages (room_id, user_id, client_id, body) values
-  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000001', 'seed-1', 'Welcome! First record coming up.'),
-  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000003', 'seed-2', '¡Qué buena esta!'),
-  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000002', 'seed-3', 'Next one is a deep cut.')
+-- As if they had gone out already (seq and broadcast_at set), so a late joiner sees them at once.
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at) values
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000001', 'seed-1', 'Welcome! First record coming up.', 1, now()),
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000003', 'seed-2', '¡Qué buena esta!', 2, now()),
+  ('5e1ec7ed-0000-4000-8000-00000000b001', '5e1ec7ed-0000-4000-8000-000000000002', 'seed-3', 'Next one is a deep cut.', 3, now())
 on conflict (room_id, client_id) do nothing;
 
 insert into public.play_history (room_id, song_id, played_at)

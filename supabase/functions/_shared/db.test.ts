@@ -7,23 +7,29 @@ import type { Claims } from "./auth.ts";
 const userId = "00000000-0000-4000-8000-0000000000cc";
 const claims: Claims = { sub: userId, role: "authenticated", is_anonymous: true, exp: 4e9 };
 
-Deno.test("asCaller runs as the JWT's role with its claims, like PostgREST", async () => {
-  const [row] = await asCaller(
+Deno.test("asCaller runs its call as the JWT's role with its claims, like PostgREST", async () => {
+  const row = await asCaller(
     claims,
-    (tx) =>
-      tx`select current_user as role, auth.uid() as uid, auth.role() as claim_role,
-              auth.jwt()->>'is_anonymous' as is_anonymous`,
+    (sql) =>
+      sql`jsonb_build_object('role', current_user, 'uid', auth.uid(), 'claim_role', auth.role(),
+                             'is_anonymous', auth.jwt()->>'is_anonymous',
+                             'proto', current_setting('request.headers')::jsonb->>'x-forwarded-proto')`,
   );
-  assert.deepEqual({ ...row }, {
+  assert.deepEqual(row, {
     role: "authenticated",
     uid: userId,
     claim_role: "authenticated",
     is_anonymous: "true",
+    proto: "https",
   });
 });
 
-Deno.test("asCaller's settings end with its transaction", async () => {
-  await asCaller(claims, (tx) => tx`select 1`);
+Deno.test("asCaller's settings end with its statement, failed or not", async () => {
+  await asCaller(claims, (sql) => sql`1`);
+  await assert.rejects(
+    asCaller(claims, (sql) => sql`private.raise_client_error(400, 'invalid_request', 'No.')`),
+    /invalid_request/,
+  );
   // More concurrent queries than pooled connections, so every connection is used again.
   const results = await Promise.all(
     Array.from({ length: 12 }, () => db()`select current_user as role, auth.uid() as uid`),
@@ -32,14 +38,12 @@ Deno.test("asCaller's settings end with its transaction", async () => {
   await closeDb();
 });
 
-Deno.test("asCaller rolls back everything when the work fails", async () => {
-  await assert.rejects(asCaller({ ...claims, role: "service_role" }, async (tx) => {
-    await tx`create table public.should_not_exist (id int)`;
-    throw new Error("abort");
-  }));
-  const [{ exists }] =
-    await db()`select to_regclass('public.should_not_exist') is not null as exists`;
-  assert.equal(exists, false);
+Deno.test("asCaller checks rights inside the called function as the caller, not as postgres", async () => {
+  // edge.room_context runs as its caller; anon may not use the private schema it calls into.
+  await assert.rejects(
+    asCaller({ role: "anon" }, (sql) => sql`edge.room_context(${userId}, 50, 10)`),
+    /permission denied for schema private/,
+  );
   await closeDb();
 });
 

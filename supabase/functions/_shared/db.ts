@@ -3,7 +3,6 @@ import type { Claims } from "./auth.ts";
 import { HttpError, isErrorCode } from "./errors.ts";
 
 export type Sql = postgres.Sql;
-export type Tx = postgres.TransactionSql;
 /** What `tx.json()` takes for a list of plain objects. */
 export type JsonArray = postgres.JSONValue[];
 
@@ -18,6 +17,9 @@ function openPool(max: number): Sql {
     max,
     connect_timeout: 5,
     idle_timeout: 30,
+    // The API roles' statement_timeout is a login setting, which taking their role in a
+    // statement does not bring: the pool's connections get it when they open.
+    connection: { statement_timeout: 8000 },
     onnotice: () => {},
   });
 }
@@ -47,27 +49,30 @@ export async function closeDb(): Promise<void> {
 }
 
 /**
- * Runs `work` in a transaction as the caller, the way PostgREST and Realtime do: the JWT's role
- * and claims, and the request's x-forwarded-proto (for tls_only rules), are set
- * transaction-locally, so RLS, `auth.uid()` and `auth.jwt()` apply.
+ * Runs one SQL call (an `edge.*` entry point) as the caller, the way PostgREST and Realtime do:
+ * the JWT's role and claims, and the request's x-forwarded-proto (for tls_only rules), are set
+ * for this transaction only, so RLS, `auth.uid()` and `auth.jwt()` apply. One statement, run in
+ * its own transaction: one network round trip, and nothing held between statements. The
+ * settings come from a materialized CTE, so they are made before the call is evaluated; EXECUTE
+ * on the entry point is checked for the connection's role when the statement starts, which is
+ * why the API roles need no grant on `edge`. For the same reason `call` must be a function call:
+ * a table read written inline would be planned and checked as postgres, before the role is taken.
  */
-export function asCaller<T>(
+export async function asCaller<T>(
   claims: Claims,
-  work: (tx: Tx) => Promise<T>,
+  call: (sql: Sql) => postgres.PendingQuery<postgres.Row[]>,
   req?: Request,
 ): Promise<T> {
+  const sql = db();
   const headers = { "x-forwarded-proto": req?.headers.get("x-forwarded-proto") ?? "https" };
-  return db().begin(async (tx) => {
-    // Not awaited before `work` starts: postgres.js pipelines the settings with the first query
-    // of the work (they still run in order), saving a round trip.
-    // The API roles' statement_timeout is a login setting, which `role` does not bring: set it.
-    const settings = tx`select set_config('role', ${claims.role}, true),
-                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
-                    set_config('request.headers', ${JSON.stringify(headers)}, true),
-                    set_config('statement_timeout', '8s', true)`.execute();
-    const [, result] = await Promise.all([settings, work(tx)]);
-    return result;
-  }) as Promise<T>;
+  const [{ result }] = await sql`
+    with caller as materialized (
+      select set_config('role', ${claims.role}, true),
+             set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
+             set_config('request.headers', ${JSON.stringify(headers)}, true)
+    )
+    select ${call(sql)} as result from caller`;
+  return result as T;
 }
 
 /**

@@ -2,27 +2,62 @@ import { backgroundDb } from "./db.ts";
 
 declare const EdgeRuntime: { waitUntil(promise: Promise<unknown>): void } | undefined;
 
-/**
- * Flushes a channel's broadcast window (private.flush_window) after `delayMs`, and again for as
- * long as the database says more is waiting. The request that opened the window calls this; if
- * this instance dies first, the pg_cron sweeper flushes the window instead, so a failure here is
- * only logged. On the platform the work is kept alive past the response with
- * EdgeRuntime.waitUntil; the local gateway is a long-lived process anyway.
- */
-export function scheduleFlush(channel: string, delayMs: number, force = false): void {
-  const flushing = (async () => {
-    let wait: number | null = force ? await flushNow(channel) : delayMs;
-    while (wait !== null) {
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait!)));
-      const [{ next }] = await backgroundDb()`select private.flush_window(${channel}) as next`;
-      wait = next;
-    }
-  })().catch((error) => console.error(`flushing ${channel}:`, error));
-  if (typeof EdgeRuntime !== "undefined") EdgeRuntime.waitUntil(flushing);
+/** This instance's flushing of one channel: at most one timer or one flush at a time. */
+interface ChannelFlush {
+  timer?: ReturnType<typeof setTimeout>;
+  firesAt: number;
+  running: boolean;
+  /** Something committed while a flush ran, which that flush may not have seen. */
+  again: boolean;
+  done: Promise<void>;
+  finish: () => void;
 }
 
-/** Flushes a channel's window now, due or not; the ms until it wants flushing again, or null. */
-export async function flushNow(channel: string): Promise<number | null> {
-  const [{ next }] = await backgroundDb()`select private.flush_window(${channel}, true) as next`;
-  return next;
+const flushes = new Map<string, ChannelFlush>();
+
+/**
+ * Flushes a channel's broadcasts (private.flush_window) in `delayMs`, and again for as long as
+ * the database says more is waiting. Call it after the commit of what is to go out: a flush
+ * that starts after that commit sees it. All requests of this instance share one timer per
+ * channel, so a busy room costs one flush per interval, not one per request; flushes of other
+ * instances are serialised by the database and skip what already went out. If this instance
+ * dies first, the pg_cron sweeper flushes instead, so a failure here is only logged. On the
+ * platform the work is kept alive past the response with EdgeRuntime.waitUntil.
+ */
+export function requestFlush(channel: string, delayMs: number): void {
+  const firesAt = Date.now() + Math.max(0, delayMs);
+  let flush = flushes.get(channel);
+  if (!flush) {
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => finish = resolve);
+    flush = { firesAt, running: false, again: false, done, finish };
+    flushes.set(channel, flush);
+    if (typeof EdgeRuntime !== "undefined") EdgeRuntime.waitUntil(done);
+  }
+  if (flush.running) {
+    flush.again = true;
+  } else if (flush.timer === undefined || firesAt < flush.firesAt) {
+    clearTimeout(flush.timer);
+    flush.firesAt = firesAt;
+    flush.timer = setTimeout(() => runFlush(channel, flush), firesAt - Date.now());
+  }
+}
+
+async function runFlush(channel: string, flush: ChannelFlush): Promise<void> {
+  flush.timer = undefined;
+  flush.running = true;
+  flush.again = false;
+  let next: number | null = null;
+  try {
+    [{ next }] = await backgroundDb()`select private.flush_window(${channel}) as next`;
+  } catch (error) {
+    console.error(`flushing ${channel}:`, error);
+  }
+  flush.running = false;
+  if (flush.again || next !== null) {
+    requestFlush(channel, flush.again ? 0 : next!);
+  } else {
+    flushes.delete(channel);
+    flush.finish();
+  }
 }

@@ -2,7 +2,7 @@ import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller, type JsonArray } from "../_shared/db.ts";
 import { handle, json, readJson } from "../_shared/http.ts";
 import { parse, z } from "../_shared/validation.ts";
-import { scheduleFlush } from "../_shared/windows.ts";
+import { requestFlush } from "../_shared/windows.ts";
 
 const maxBodyBytes = 64 * 1024;
 
@@ -16,23 +16,29 @@ export const chatSendBody = z.object({
   })).min(1).max(50),
 });
 
+/** What edge.send_chat answers. */
+interface SendChatResult {
+  accepted: { client_id: string; id: number; created_at: string; duplicate: boolean }[];
+  channel: string;
+  flush_in_ms: number;
+}
+
 /**
  * POST /functions/v1/chat-send {room_id, messages: [{client_id, body, push?}]}: stores the
  * messages at once (202 means durable; a resent client_id returns the stored message with
- * duplicate: true) through public.send_chat as the caller, then flushes the room's chat window
- * when it is due (private.flush_window sends one chat:batch).
+ * duplicate: true) through edge.send_chat as the caller, then has the room flushed when its
+ * interval allows (private.flush_window numbers what waits and sends it as chat:batch).
  */
 export const handler = handle({
   POST: async (req) => {
     const claims = await requireUserOrService(req);
     const { room_id, messages } = parse(chatSendBody, await readJson(req, maxBodyBytes));
-    const [{ result }] = await asCaller(
+    const result = await asCaller<SendChatResult>(
       claims,
-      (tx) => tx`select public.send_chat(${room_id}, ${tx.json(messages as JsonArray)}) as result`,
+      (sql) => sql`edge.send_chat(${room_id}, ${sql.json(messages as JsonArray)})`,
       req,
     );
-    if (result.flush_now) scheduleFlush(result.channel, 0, true);
-    else if (result.flush_in_ms !== null) scheduleFlush(result.channel, result.flush_in_ms);
+    requestFlush(result.channel, result.flush_in_ms);
     return json(202, { accepted: result.accepted });
   },
 });

@@ -11,6 +11,8 @@ const query = z.object({
   start: intParam(0, 8.64e15).optional(),
   end: intParam(0, 8.64e15).optional(),
   cursor: z.string().max(500).optional(),
+  // Chat: the messages after this seq, oldest first (what a client that saw seq N missed).
+  after_seq: intParam(0, Number.MAX_SAFE_INTEGER).optional(),
   // N (the last N messages, 1..100), Ns or Nm (those of the last N seconds / minutes).
   rewind: z.string().regex(/^([1-9]\d{0,3})([sm]?)$/, "Use N, Ns or Nm.").optional(),
 });
@@ -49,9 +51,17 @@ function decodeCursor(text: string, channel: string): Cursor {
   return cursor;
 }
 
+/** What edge.channel_history answers: a page, and the key the next one starts after. */
+interface HistoryPage {
+  items: unknown[];
+  has_more: boolean;
+  next_after_key: number | null;
+}
+
 /**
- * GET /functions/v1/history?channel=&limit=&direction=&start=&end=&cursor= or ?channel=&rewind=:
- * a channel's persisted messages (public.channel_history), for callers with subscribe rights.
+ * GET /functions/v1/history?channel=&limit=&direction=&start=&end=&cursor=, ?channel=&rewind=
+ * or ?channel=room:{id}:chat&after_seq=: a channel's persisted messages (edge.channel_history),
+ * for callers with subscribe rights.
  */
 export const handler = handle({
   GET: async (req) => {
@@ -59,11 +69,22 @@ export const handler = handle({
     const params = parse(query, queryOf(req));
     const paging = params.limit !== undefined || params.direction !== undefined ||
       params.start !== undefined || params.end !== undefined || params.cursor !== undefined;
-    if (params.rewind !== undefined && paging) {
+    if (params.rewind !== undefined && (paging || params.after_seq !== undefined)) {
       throw new HttpError(
         400,
         "invalid_request",
-        "rewind cannot be combined with limit, direction, start, end or cursor.",
+        "rewind cannot be combined with limit, direction, start, end, cursor or after_seq.",
+      );
+    }
+    if (
+      params.after_seq !== undefined &&
+      (params.direction !== undefined || params.cursor !== undefined ||
+        params.start !== undefined || params.end !== undefined)
+    ) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        "after_seq reads forwards from a seq: it takes only limit.",
       );
     }
     if (
@@ -79,7 +100,8 @@ export const handler = handle({
     const cursor = params.cursor === undefined
       ? undefined
       : decodeCursor(params.cursor, params.channel);
-    const direction = cursor?.direction ?? params.direction ?? "backwards";
+    const direction = cursor?.direction ??
+      (params.after_seq !== undefined ? "forwards" : params.direction ?? "backwards");
     const start = cursor ? cursor.start : params.start ?? null;
     const end = cursor ? cursor.end : params.end ?? null;
     const limit = params.limit ?? 100;
@@ -95,19 +117,17 @@ export const handler = handle({
       }
     }
 
-    const [{ page }] = await asCaller(
+    const page = await asCaller<HistoryPage>(
       claims,
-      (tx) =>
-        tx`select public.channel_history(${params.channel}, ${limit}, ${direction}, ${start}, ${end},
-                                         ${
-          cursor?.after ?? null
-        }, ${rewindItems}, ${rewindMs}) as page`,
+      (sql) =>
+        sql`edge.channel_history(${params.channel}, ${limit}, ${direction}, ${start}, ${end},
+                                 ${cursor?.after ?? null}, ${rewindItems}, ${rewindMs},
+                                 ${params.after_seq ?? null})`,
       req,
     );
-    const items = page.items as { id: number }[];
-    const nextCursor = page.has_more
-      ? encodeCursor({ channel: params.channel, direction, start, end, after: items.at(-1)!.id })
+    const nextCursor = page.next_after_key !== null
+      ? encodeCursor({ channel: params.channel, direction, start, end, after: page.next_after_key })
       : null;
-    return json(200, { channel: params.channel, items, next_cursor: nextCursor });
+    return json(200, { channel: params.channel, items: page.items, next_cursor: nextCursor });
   },
 });

@@ -23,7 +23,7 @@ const maxUserInfoBytes = 1024;
 /**
  * POST /functions/v1/presence {action: join | heartbeat | leave, room_id, connection_id,
  * user_id?, user_info?} and GET /functions/v1/presence?room_id=: validated presence, stored in
- * Postgres (public.presence_*), counting users rather than connections, with no member cap.
+ * Postgres (edge.presence_*), counting users rather than connections, with no member cap.
  */
 export const handler = handle({
   POST: async (req) => {
@@ -39,25 +39,23 @@ export const handler = handle({
       if (new TextEncoder().encode(JSON.stringify(info)).length > maxUserInfoBytes) {
         throw new HttpError(413, "user_info_too_large", "user_info is at most 1024 bytes as JSON.");
       }
-      [{ result }] = await asCaller(
+      result = await asCaller(
         claims,
-        (tx) =>
-          tx`select public.presence_join(${request.room_id}, ${request.connection_id},
-                                         ${JSON.stringify(info)}::text::json) as result`,
+        (sql) =>
+          sql`edge.presence_join(${request.room_id}, ${request.connection_id},
+                                 ${JSON.stringify(info)}::text::json)`,
         req,
       );
     } else if (request.action === "heartbeat") {
-      [{ result }] = await asCaller(
+      result = await asCaller(
         claims,
-        (tx) =>
-          tx`select public.presence_heartbeat(${request.room_id}, ${request.connection_id}) as result`,
+        (sql) => sql`edge.presence_heartbeat(${request.room_id}, ${request.connection_id})`,
         req,
       );
     } else {
-      [{ result }] = await asCaller(
+      result = await asCaller(
         claims,
-        (tx) =>
-          tx`select public.presence_leave(${request.room_id}, ${request.connection_id}) as result`,
+        (sql) => sql`edge.presence_leave(${request.room_id}, ${request.connection_id})`,
         req,
       );
     }
@@ -66,9 +64,9 @@ export const handler = handle({
   GET: async (req) => {
     const claims = await requireUserOrService(req);
     const { room_id } = parse(z.object({ room_id: z.guid() }), queryOf(req));
-    const [{ presence }] = await asCaller(
+    const presence = await asCaller(
       claims,
-      (tx) => tx`select public.presence_get(${room_id}) as presence`,
+      (sql) => sql`edge.presence_get(${room_id})`,
       req,
     );
     return json(200, presence);

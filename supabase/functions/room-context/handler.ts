@@ -11,17 +11,16 @@ const query = z.object({
 
 /**
  * GET /functions/v1/room-context?room_id=&chat_limit=50&history_limit=10: everything a late
- * joiner needs in one call and one database round trip (public.room_context), read as the
+ * joiner needs in one call and one database round trip (edge.room_context), read as the
  * caller so RLS and the room channel's rules apply.
  */
 export const handler = handle({
   GET: async (req) => {
     const claims = await requireUserOrService(req);
     const { room_id, chat_limit, history_limit } = parse(query, queryOf(req));
-    const [{ context }] = await asCaller(
+    const context = await asCaller<Record<string, unknown>>(
       claims,
-      (tx) =>
-        tx`select public.room_context(${room_id}, ${chat_limit}, ${history_limit}) as context`,
+      (sql) => sql`edge.room_context(${room_id}, ${chat_limit}, ${history_limit})`,
       req,
     );
     return json(200, context);

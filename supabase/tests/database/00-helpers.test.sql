@@ -154,6 +154,20 @@ begin
 end;
 $$;
 
+/**
+ * The Edge Functions call edge.* as postgres and take the caller's role inside that statement
+ * (supabase/functions/_shared/db.ts), so the API roles have no rights on `edge`. A test acts as
+ * the role first and calls after: it grants them what that needs, for its own transaction only
+ * (every test file rolls back). 09-data-api-boundary checks the real grants without this.
+ */
+create or replace function tests.allow_edge_calls()
+returns void
+language sql
+as $$
+  grant usage on schema edge to anon, authenticated, service_role;
+  grant execute on all functions in schema edge to anon, authenticated, service_role;
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 -- The probe helpers must tell an allowed join from a refused one, or every matrix built on

@@ -1,12 +1,12 @@
 -- =============================================================================
 -- 05-publish-and-history: private.publish applies a channel's rule and broadcasts;
--- public.channel_history serves what the rules kept (API.md §3, §4 history).
+-- edge.channel_history serves what the rules kept (API.md §3, §4 history).
 --
 -- Notes:
 --  * private.publish is the backend's (postgres / service_role) and runs as postgres here.
 --    realtime.send swallows its own errors, so every broadcast is checked by finding its row in
 --    realtime.messages.
---  * public.channel_history is called as the API roles (tests.authenticate_as), always after
+--  * edge.channel_history is called as the API roles (tests.authenticate_as), always after
 --    tests.clear_authentication() (the helpers read auth.users, which the API roles cannot).
 --  * Fixtures that are not under test (users, rooms, chat) are written as postgres. Chat ids
 --    come from an identity column, so they are found again by client_id.
@@ -19,6 +19,7 @@
 -- =============================================================================
 begin;
 select plan(60);
+select tests.allow_edge_calls();
 
 select tests.create_user('history-host');
 select tests.create_user('history-listener');
@@ -224,17 +225,17 @@ from generate_series(1, 5) as n;
 select tests.authenticate_as('history-listener');
 
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat')),
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat')),
   array['page-5', 'page-4', 'page-3', 'page-2', 'page-1'],
   'chat history goes backwards, newest first, by default');
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', direction => 'forwards')),
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', direction => 'forwards')),
   array['page-1', 'page-2', 'page-3', 'page-4', 'page-5'],
   'chat history forwards is oldest first');
 
 -- Backwards in pages of 2, with messages arriving between the pages.
 insert into pg_temp.pages values
-  ('back 1', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2));
+  ('back 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2));
 
 select tests.clear_authentication();
 insert into public.messages (room_id, user_id, client_id, body)
@@ -242,7 +243,7 @@ values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
-  ('back 2', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
+  ('back 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
                                     after_id => (pg_temp.page('back 1') -> 'items' -> -1 ->> 'id')::bigint));
 
 select tests.clear_authentication();
@@ -251,7 +252,7 @@ values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
-  ('back 3', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
+  ('back 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
                                     after_id => (pg_temp.page('back 2') -> 'items' -> -1 ->> 'id')::bigint));
 
 select is(pg_temp.client_ids(pg_temp.page('back 1')), array['page-5', 'page-4'],
@@ -270,7 +271,7 @@ select is(pg_temp.page('back 3') -> 'has_more', 'false'::jsonb,
 
 -- Forwards in pages of 3, with messages arriving between the pages.
 insert into pg_temp.pages values
-  ('fwd 1', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+  ('fwd 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
                                    direction => 'forwards'));
 
 select tests.clear_authentication();
@@ -279,7 +280,7 @@ values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
-  ('fwd 2', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+  ('fwd 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
                                    direction => 'forwards',
                                    after_id => (pg_temp.page('fwd 1') -> 'items' -> -1 ->> 'id')::bigint));
 
@@ -289,7 +290,7 @@ values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
-  ('fwd 3', public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+  ('fwd 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
                                    direction => 'forwards',
                                    after_id => (pg_temp.page('fwd 2') -> 'items' -> -1 ->> 'id')::bigint));
 
@@ -306,7 +307,7 @@ select is(
   'forwards, has_more is true until the last page');
 
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', rewind_items => 3)),
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', rewind_items => 3)),
   array['page-7', 'page-8', 'page-9'],
   'rewind_items gives the last N, oldest first');
 
@@ -339,35 +340,35 @@ from (values ('edge-before', timestamptz '2026-01-01 00:01:59.999+00'),
 select tests.authenticate_as('history-listener');
 
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat',
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000002:chat',
     start_ms => private.epoch_ms('2026-01-01 00:02:00+00'), end_ms => private.epoch_ms('2026-01-01 00:04:00+00'))),
   array['time-4', 'time-3', 'time-2'],
   'start_ms and end_ms are inclusive (backwards)');
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', direction => 'forwards',
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', direction => 'forwards',
     start_ms => private.epoch_ms('2026-01-01 00:02:00+00'), end_ms => private.epoch_ms('2026-01-01 00:04:00+00'))),
   array['time-2', 'time-3', 'time-4'],
   'start_ms and end_ms are inclusive (forwards)');
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000005:chat', direction => 'forwards',
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000005:chat', direction => 'forwards',
     start_ms => private.epoch_ms('2026-01-01 00:02:00+00'), end_ms => private.epoch_ms('2026-01-01 00:04:00+00'))),
   array['edge-start', 'edge-end'],
   'start_ms and end_ms are inclusive to the millisecond and exclude the next one on either side');
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', rewind_items => 10)),
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', rewind_items => 10)),
   array['time-1', 'time-2', 'time-3', 'time-4', 'time-5'],
   'rewind_items larger than the history gives all of it, oldest first');
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000003:chat', rewind_ms => 60000)),
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000003:chat', rewind_ms => 60000)),
   array['rewind-3', 'rewind-4', 'rewind-5'],
   'rewind_ms gives the messages within that time, oldest first');
 select is(
-  pg_temp.client_ids(public.channel_history('room:05a00000-0000-4000-8000-000000000004:chat', rewind_ms => 60000)),
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000004:chat', rewind_ms => 60000)),
   (select array_agg('busy-' || n order by n) from generate_series(6, 105) as n),
   'rewind_ms gives at most 100, the newest, oldest first');
 
 select is(
-  public.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', max_items => 1) -> 'items' -> 0,
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', max_items => 1) -> 'items' -> 0,
   (select jsonb_build_object(
      'id', m.id, 'event', 'chat:message',
      'data', jsonb_build_object('id', m.id, 'room_id', m.room_id, 'user_id', m.user_id,
@@ -384,12 +385,12 @@ select is(
 select is(
   (select jsonb_agg(jsonb_build_object('event', i -> 'event', 'data', i -> 'data'))
    from jsonb_array_elements(
-     public.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards') -> 'items') as i
+     edge.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards') -> 'items') as i
    where i ->> 'event' in ('queue:added', 'queue:removed')),
   '[{"event": "queue:added", "data": {"song": "first"}}, {"event": "queue:removed", "data": {"song": "second"}}]'::jsonb,
   'queue history items carry their event and payload');
 select is(
-  (public.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards')
+  (edge.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards')
      -> 'items' -> 0 ->> 'id')::bigint,
   pg_temp.published_id('queue 1'),
   'a queue item''s id is the id publish returned');
@@ -406,7 +407,7 @@ select tests.authenticate_as('history-listener');
 select is(
   (select array_agg((i ->> 'id')::bigint order by n)
    from jsonb_array_elements(
-     public.channel_history('room:05a00000-0000-4000-8000-000000000003:queue', direction => 'forwards') -> 'items')
+     edge.channel_history('room:05a00000-0000-4000-8000-000000000003:queue', direction => 'forwards') -> 'items')
      with ordinality as t (i, n)),
   array[pg_temp.published_id('recent 1'), pg_temp.published_id('recent 2')],
   'a queue message older than 24 h is not served');
@@ -422,24 +423,24 @@ select results_eq(
 -- Playback keeps only its last message.
 select tests.authenticate_as('history-listener');
 select is(
-  public.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', rewind_items => 1) -> 'items',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', rewind_items => 1) -> 'items',
   jsonb_build_array(jsonb_build_object(
     'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
     'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
   'rewind_items 1 on a playback channel gives its last published state');
 select is(
-  public.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 1),
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 1),
   jsonb_build_object('items', jsonb_build_array(jsonb_build_object(
     'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
     'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
     'has_more', false),
   'max_items 1 on a playback channel gives its last published state');
 select throws_ok(
-  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 2) $$,
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 2) $$,
   'WS400', 'invalid_request',
   'a playback channel answers only for its last message');
 select throws_ok(
-  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001') $$,
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001') $$,
   'WS404', 'not_found',
   'the room meta channel keeps nothing: not_found');
 
@@ -455,25 +456,25 @@ insert into published (name, id) values
 select tests.authenticate_as('history-owner');
 
 select is(
-  public.channel_history('user:' || tests.uid('history-owner') || ':activity') -> 'items' -> 0 -> 'data',
+  edge.channel_history('user:' || tests.uid('history-owner') || ':activity') -> 'items' -> 0 -> 'data',
   '{"song": "mine"}'::jsonb,
   'a user reads the history of their own activity channel');
 
 select tests.clear_authentication();
 select tests.authenticate_as('history-outsider');
 select throws_ok(
-  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat') $$,
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat') $$,
   'WS403', 'not_a_member',
   'a non-member cannot read a room''s chat history');
 select throws_ok(
-  format($$ select public.channel_history('user:%s:activity') $$, tests.uid('history-owner')),
+  format($$ select edge.channel_history('user:%s:activity') $$, tests.uid('history-owner')),
   'WS403', 'user_id_mismatch',
   'a user cannot read someone else''s activity history');
 
 select tests.clear_authentication();
 select tests.authenticate_as('history-guest');
 select throws_ok(
-  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat') $$,
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat') $$,
   'WS403', 'identified_only',
   'an anonymous member cannot read chat history');
 
@@ -481,23 +482,23 @@ select tests.clear_authentication();
 select tests.authenticate_as('history-owner');
 select set_config('request.headers', '{"x-forwarded-proto": "http"}', true);
 select throws_ok(
-  format($$ select public.channel_history('user:%s:notifications') $$, tests.uid('history-owner')),
+  format($$ select edge.channel_history('user:%s:notifications') $$, tests.uid('history-owner')),
   'WS403', 'tls_required',
   'notifications history is not served over plain HTTP, even to their owner');
 select set_config('request.headers', '', true);
 
 select throws_ok(
-  $$ select public.channel_history('room:05A00000-0000-4000-8000-000000000001:chat') $$,
+  $$ select edge.channel_history('room:05A00000-0000-4000-8000-000000000001:chat') $$,
   'WS400', 'invalid_request',
   'a malformed channel is refused');
 
 select tests.authenticate_as('history-listener');
 select throws_ok(
-  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => null) $$,
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => null) $$,
   'WS400', 'invalid_request',
   'a null limit is refused, not read as no limit');
 select throws_ok(
-  $$ select public.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', direction => null) $$,
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', direction => null) $$,
   'WS400', 'invalid_request',
   'a null direction is refused');
 

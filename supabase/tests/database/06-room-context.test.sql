@@ -1,5 +1,5 @@
 -- =============================================================================
--- 06-room-context: the late joiner's snapshot, public.room_context (API.md §4 room-context).
+-- 06-room-context: the late joiner's snapshot, edge.room_context (API.md §4 room-context).
 --
 -- Notes:
 --  * Callers are set with tests.authenticate_as / tests.act_as, always after
@@ -10,6 +10,7 @@
 -- =============================================================================
 begin;
 select plan(23);
+select tests.allow_edge_calls();
 
 select tests.create_user('context-host');
 select tests.create_user('context-listener');
@@ -61,7 +62,7 @@ grant execute on function pg_temp.snapshot(text) to public;
 
 select tests.authenticate_as('context-listener');
 insert into pg_temp.snapshots values
-  ('member', public.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 5, history_limit => 3));
+  ('member', edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 5, history_limit => 3));
 
 select is(
   pg_temp.snapshot('member') -> 'room',
@@ -80,7 +81,7 @@ select is(
    from public.messages m where m.client_id = 'context-7'),
   'a chat item is a Message: id, room_id, user_id, client_id, body, created_at');
 select is(
-  jsonb_array_length(public.room_context('06c00000-0000-4000-8000-000000000001') -> 'chat'),
+  jsonb_array_length(edge.room_context('06c00000-0000-4000-8000-000000000001') -> 'chat'),
   7,
   'by default chat holds up to 50 messages');
 select is(
@@ -119,7 +120,7 @@ select ok(
 
 select tests.clear_authentication();
 select tests.authenticate_as('context-host');
-insert into pg_temp.snapshots values ('quiet', public.room_context('06c00000-0000-4000-8000-000000000002'));
+insert into pg_temp.snapshots values ('quiet', edge.room_context('06c00000-0000-4000-8000-000000000002'));
 
 select is(pg_temp.snapshot('quiet') -> 'playback', 'null'::jsonb,
   'playback is null in a room without a playback state');
@@ -128,7 +129,7 @@ select is(
   '[[], []]'::jsonb,
   'a room without chat or plays has empty chat and history');
 select lives_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 200, history_limit => 50) $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 200, history_limit => 50) $$,
   'chat_limit 200 and history_limit 50 are accepted');
 
 
@@ -139,34 +140,34 @@ select lives_ok(
 select tests.clear_authentication();
 select tests.authenticate_as('context-outsider');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001') $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001') $$,
   'WS403', 'not_a_member',
   'a non-member gets no snapshot of a public room');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-0000000000ff') $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-0000000000ff') $$,
   'WS404', 'room_not_found',
   'an unknown room is room_not_found');
 
 select tests.clear_authentication();
 select tests.authenticate_as('context-guest');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001') $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001') $$,
   'WS403', 'identified_only',
   'an anonymous member gets no snapshot');
 
 select tests.clear_authentication();
 select tests.authenticate_as('context-listener');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 0) $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 0) $$,
   'WS400', 'invalid_request', 'chat_limit 0 is refused');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 201) $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 201) $$,
   'WS400', 'invalid_request', 'chat_limit 201 is refused');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001', history_limit => 0) $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001', history_limit => 0) $$,
   'WS400', 'invalid_request', 'history_limit 0 is refused');
 select throws_ok(
-  $$ select public.room_context('06c00000-0000-4000-8000-000000000001', history_limit => 51) $$,
+  $$ select edge.room_context('06c00000-0000-4000-8000-000000000001', history_limit => 51) $$,
   'WS400', 'invalid_request', 'history_limit 51 is refused');
 
 
@@ -176,17 +177,17 @@ select throws_ok(
 
 select tests.clear_authentication();
 select is(
-  (select prosecdef from pg_proc where oid = 'public.room_context(uuid, int, int)'::regprocedure),
+  (select prosecdef from pg_proc where oid = 'edge.room_context(uuid, int, int)'::regprocedure),
   false,
   'room_context runs as security invoker, so the caller''s RLS applies');
 
 select tests.act_as('service_role', '{"role": "service_role"}');
 select is(
-  public.room_context('06c00000-0000-4000-8000-000000000002') -> 'room' ->> 'name',
+  edge.room_context('06c00000-0000-4000-8000-000000000002') -> 'room' ->> 'name',
   'Quiet room',
   'the service role gets the snapshot of a private room it is no member of');
 select is(
-  jsonb_array_length(public.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 5) -> 'chat'),
+  jsonb_array_length(edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 5) -> 'chat'),
   5,
   'the service role gets the chat of any room');
 select tests.clear_authentication();

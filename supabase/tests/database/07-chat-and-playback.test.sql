@@ -1,5 +1,5 @@
 -- =============================================================================
--- 07-chat-and-playback: public.send_chat (chat-send) and public.set_playback (playback), with
+-- 07-chat-and-playback: edge.send_chat (chat-send) and edge.set_playback (playback), with
 -- their broadcast windows, batching, conflation and rate limits (API.md §3, §4).
 --
 -- Notes:
@@ -19,6 +19,7 @@
 -- =============================================================================
 begin;
 select plan(71);
+select tests.allow_edge_calls();
 
 select tests.create_user('chat-host');
 select tests.create_user('chat-member');
@@ -75,7 +76,7 @@ declare
   message text;
   hint text;
 begin
-  perform public.send_chat(room, messages);
+  perform edge.send_chat(room, messages);
   return 'no error';
 exception when others then
   get stacked diagnostics state = returned_sqlstate, message = message_text, hint = pg_exception_hint;
@@ -121,12 +122,12 @@ $$;
 
 select tests.authenticate_as('chat-member');
 insert into answers values
-  ('first', public.send_chat('07c00000-0000-4000-8000-000000000001', '[
+  ('first', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[
      {"client_id": "first-b", "body": "Hello"},
      {"client_id": "first-a", "body": "World", "push": {"title": "New message"}}
    ]'));
 insert into answers values
-  ('second', public.send_chat('07c00000-0000-4000-8000-000000000001', '[
+  ('second', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[
      {"client_id": "second-a", "body": "Third"},
      {"client_id": "first-b", "body": "Hello again"},
      {"client_id": "second-a", "body": "Third again"}
@@ -144,7 +145,7 @@ select is(pg_temp.accepted_client_ids(pg_temp.answer('first')), array['first-b',
   'accepted is in request order');
 select tests.authenticate_as('chat-member');
 select is(
-  public.channel_history('room:07c00000-0000-4000-8000-000000000001:chat') -> 'items',
+  edge.channel_history('room:07c00000-0000-4000-8000-000000000001:chat') -> 'items',
   '[]'::jsonb,
   'chat waiting for its batch is not in history yet (history is what went out)');
 select tests.clear_authentication();
@@ -219,7 +220,7 @@ select is(jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-0000000000
 -- A retry after the broadcast.
 select tests.authenticate_as('chat-member');
 insert into answers values
-  ('resend', public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "first-a", "body": "World"}]'));
+  ('resend', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "first-a", "body": "World"}]'));
 select tests.clear_authentication();
 update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
 where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
@@ -239,58 +240,58 @@ select is(
 
 select tests.authenticate_as('chat-outsider');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "outsider-1", "body": "Hi"}]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "outsider-1", "body": "Hi"}]') $$,
   'WS403', 'not_a_member',
   'a non-member cannot send chat');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-guest');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "guest-1", "body": "Hi"}]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "guest-1", "body": "Hi"}]') $$,
   'WS403', 'identified_only',
   'an anonymous member cannot send chat');
 select tests.clear_authentication();
 
 select tests.act_as('service_role', '{"role": "service_role"}');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "service-1", "body": "Hi"}]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "service-1", "body": "Hi"}]') $$,
   'WS403', 'identified_only',
   'the service role without a user cannot send chat (a message needs an author)');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-member');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-0000000000ff', '[{"client_id": "nowhere-1", "body": "Hi"}]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-0000000000ff', '[{"client_id": "nowhere-1", "body": "Hi"}]') $$,
   'WS404', 'room_not_found',
   'chat to a room that does not exist: room_not_found');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '[]') $$,
   'WS400', 'invalid_request',
   'an empty list of messages is refused');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', pg_temp.chat('too-many', 51)) $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', pg_temp.chat('too-many', 51)) $$,
   'WS400', 'invalid_request',
   '51 messages in one request are refused');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001',
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001',
        '[{"client_id": "blank-1", "body": "fine"}, {"client_id": "blank-2", "body": " \t\n "}]') $$,
   'WS400', 'invalid_request',
   'a blank body is refused');
 select throws_ok(
-  format($$ select public.send_chat('07c00000-0000-4000-8000-000000000001', %L) $$,
+  format($$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', %L) $$,
          jsonb_build_array(jsonb_build_object('client_id', 'long-body', 'body', repeat('x', 2001)))),
   'WS400', 'invalid_request',
   'a body of 2001 characters is refused');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "bad id!", "body": "Hi"}]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "bad id!", "body": "Hi"}]') $$,
   'WS400', 'invalid_request',
   'a client_id outside [A-Za-z0-9:_-] is refused');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "element-1", "body": "Hi"}, "Hi"]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "element-1", "body": "Hi"}, "Hi"]') $$,
   'WS400', 'invalid_request',
   'a message that is not an object is refused');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001', '{"client_id": "object-1", "body": "Hi"}') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001', '{"client_id": "object-1", "body": "Hi"}') $$,
   'WS400', 'invalid_request',
   'messages that are not an array are refused');
 select tests.clear_authentication();
@@ -298,7 +299,7 @@ select tests.clear_authentication();
 update private.channel_rules set push = false where namespace = 'room' and kind = 'chat';
 select tests.authenticate_as('chat-member');
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000001',
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000001',
        '[{"client_id": "pushed-1", "body": "Hi", "push": {"title": "Hi"}}]') $$,
   'WS400', 'push_not_enabled',
   'a push where the chat rule does not allow it is refused with push_not_enabled');
@@ -320,8 +321,8 @@ select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' |
 from generate_series(1, 198) as n;
 select tests.authenticate_as('chat-busy');
 insert into answers values
-  ('busy 199', public.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-199", "body": "Busy 199"}]')),
-  ('busy 200', public.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-200", "body": "Busy 200"}]'));
+  ('busy 199', edge.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-199", "body": "Busy 199"}]')),
+  ('busy 200', edge.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-200", "body": "Busy 200"}]'));
 select tests.clear_authentication();
 
 select is(
@@ -373,7 +374,7 @@ select '07c00000-0000-4000-8000-000000000003', tests.uid('chat-member'), 'long-'
 from generate_series(1, 40) as n;
 select tests.authenticate_as('chat-member');
 insert into answers values
-  ('long 41', public.send_chat('07c00000-0000-4000-8000-000000000003',
+  ('long 41', edge.send_chat('07c00000-0000-4000-8000-000000000003',
                                jsonb_build_array(jsonb_build_object('client_id', 'long-41', 'body', repeat('y', 150)))));
 select tests.clear_authentication();
 
@@ -430,7 +431,7 @@ select ok(
 
 select tests.authenticate_as('chat-member');
 insert into answers values
-  ('edge', public.send_chat('07c00000-0000-4000-8000-000000000004',
+  ('edge', edge.send_chat('07c00000-0000-4000-8000-000000000004',
              jsonb_build_array(jsonb_build_object('client_id', repeat('k', 64), 'body', repeat('x', 2000)))));
 select tests.clear_authentication();
 
@@ -459,9 +460,9 @@ select is(private.flush_due_windows(), 0, 'with no window due the sweeper flushe
 
 select tests.authenticate_as('chat-limited');
 insert into answers values
-  ('burst', public.send_chat('07c00000-0000-4000-8000-000000000005', pg_temp.chat('rate', 50)));
+  ('burst', edge.send_chat('07c00000-0000-4000-8000-000000000005', pg_temp.chat('rate', 50)));
 select throws_ok(
-  $$ select public.send_chat('07c00000-0000-4000-8000-000000000005', '[{"client_id": "rate-extra", "body": "One more"}]') $$,
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000005', '[{"client_id": "rate-extra", "body": "One more"}]') $$,
   'WS429', 'rate_limited',
   'one message more right after a burst of 50 is refused with rate_limited');
 insert into answers values
@@ -485,7 +486,7 @@ select is(
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play 1', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 0, true, 1));
+  ('play 1', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 0, true, 1));
 select tests.clear_authentication();
 
 select is(
@@ -503,9 +504,9 @@ select is(
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play 2', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 5000, true, 2));
+  ('play 2', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 5000, true, 2));
 insert into answers values
-  ('play 3', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6000, true, 3));
+  ('play 3', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6000, true, 3));
 select tests.clear_authentication();
 
 select is(
@@ -546,7 +547,7 @@ select ok(
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play pause', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 4));
+  ('play pause', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 4));
 select tests.clear_authentication();
 select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
@@ -556,7 +557,7 @@ select is(
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play song', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 5));
+  ('play song', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 5));
 select tests.clear_authentication();
 select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
@@ -568,7 +569,7 @@ select is(
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play stale', public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 5));
+  ('play stale', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 5));
 select tests.clear_authentication();
 select is(
   jsonb_build_object('applied', pg_temp.answer('play stale') -> 'applied', 'state', (pg_temp.answer('play stale') -> 'state') - 'server_time'),
@@ -583,28 +584,28 @@ select ok(
 
 select tests.authenticate_as('chat-member');
 select throws_ok(
-  $$ select public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
+  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
   'WS403', 'not_host',
   'a member who is not the host cannot set playback: not_host');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-outsider');
 select throws_ok(
-  $$ select public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
+  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
   'WS403', null,
   'a non-member cannot set playback');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-host');
 select throws_ok(
-  $$ select public.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-0000000000ff', 0, true, 6) $$,
+  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-0000000000ff', 0, true, 6) $$,
   'WS400', 'invalid_request',
   'an unknown song is refused');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-member');
 insert into answers values
-  ('playback rewind', public.channel_history('room:07c00000-0000-4000-8000-000000000006:playback', rewind_items => 1));
+  ('playback rewind', edge.channel_history('room:07c00000-0000-4000-8000-000000000006:playback', rewind_items => 1));
 select tests.clear_authentication();
 select is(
   (select jsonb_agg(jsonb_build_object('event', i -> 'event', 'data', i -> 'data'))

@@ -1,5 +1,5 @@
 -- =============================================================================
--- 08-presence: public.presence_join / presence_heartbeat / presence_leave / presence_get, the
+-- 08-presence: edge.presence_join / presence_heartbeat / presence_leave / presence_get, the
 -- sweeper private.expire_presence and the snapshot private.presence_snapshot (API.md §4 presence).
 --
 -- Notes:
@@ -16,6 +16,7 @@
 -- =============================================================================
 begin;
 select plan(51);
+select tests.allow_edge_calls();
 
 select tests.create_user('presence-host');
 select tests.create_user('presence-member');
@@ -72,9 +73,9 @@ grant execute on function pg_temp.answer(text), pg_temp.broadcasts(uuid, text), 
 
 select tests.authenticate_as('presence-member');
 insert into answers values
-  ('join-1', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Member"}')),
-  ('join-2', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-two-2', '{"name": "Member"}')),
-  ('join-3', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-three-3', '{"name": "Member"}'));
+  ('join-1', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Member"}')),
+  ('join-2', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-two-2', '{"name": "Member"}')),
+  ('join-3', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-three-3', '{"name": "Member"}'));
 select tests.clear_authentication();
 
 select is(
@@ -119,7 +120,7 @@ select is(
 -- Joining again with a connection_id that is already there refreshes it.
 select tests.authenticate_as('presence-member');
 insert into answers values
-  ('rejoin', public.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Renamed"}'));
+  ('rejoin', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Renamed"}'));
 select tests.clear_authentication();
 select is(
   jsonb_build_object('member_added', pg_temp.answer('rejoin') -> 'member_added',
@@ -135,7 +136,7 @@ select is(pg_temp.answer('rejoin') -> 'me' -> 'info', '{"name": "Renamed"}'::jso
 -- Heartbeat.
 select tests.authenticate_as('presence-member');
 insert into answers values
-  ('heartbeat', public.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
+  ('heartbeat', edge.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
 select tests.clear_authentication();
 select is(
   (select array_agg(k) from jsonb_object_keys(pg_temp.answer('heartbeat')) as k), array['expires_at'],
@@ -154,7 +155,7 @@ select is(
   'heartbeat refreshes the connection''s last_seen_at and the member''s last_active');
 select tests.authenticate_as('presence-member');
 select throws_ok(
-  $$ select public.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-never-seen') $$,
+  $$ select edge.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-never-seen') $$,
   'WS404', 'not_found',
   'heartbeat of a connection that never joined: 404 not_found');
 select tests.clear_authentication();
@@ -162,8 +163,8 @@ select tests.clear_authentication();
 -- Leaves.
 select tests.authenticate_as('presence-member');
 insert into answers values
-  ('leave-1', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-one-1')),
-  ('leave-2', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
+  ('leave-1', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-one-1')),
+  ('leave-2', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
 select tests.clear_authentication();
 select is(
   jsonb_build_array(pg_temp.answer('leave-1'), pg_temp.answer('leave-2')),
@@ -178,8 +179,8 @@ select is(
   'no presence:member_removed while a tab is left; the member has one connection');
 select tests.authenticate_as('presence-member');
 insert into answers values
-  ('leave-3', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3')),
-  ('leave-again', public.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3'));
+  ('leave-3', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3')),
+  ('leave-again', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3'));
 select tests.clear_authentication();
 select is(pg_temp.answer('leave-3'), '{"member_removed": true}'::jsonb,
   'the last tab to leave removes the member');
@@ -204,11 +205,11 @@ select is(
 
 select tests.authenticate_as('presence-sleeper');
 insert into answers values
-  ('sleep-1', public.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-1')),
-  ('sleep-2', public.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2'));
+  ('sleep-1', edge.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-1')),
+  ('sleep-2', edge.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2'));
 select tests.clear_authentication();
 select tests.authenticate_as('presence-dozer');
-insert into answers values ('doze-1', public.presence_join('08c00000-0000-4000-8000-000000000002', 'doze-tab-1'));
+insert into answers values ('doze-1', edge.presence_join('08c00000-0000-4000-8000-000000000002', 'doze-tab-1'));
 select tests.clear_authentication();
 
 update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
@@ -231,7 +232,7 @@ update private.presence_connections set last_seen_at = clock_timestamp() - inter
 where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'sleep-tab-2';
 select tests.authenticate_as('presence-sleeper');
 select throws_ok(
-  $$ select public.presence_heartbeat('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2') $$,
+  $$ select edge.presence_heartbeat('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2') $$,
   'WS404', 'not_found',
   'heartbeat of an expired connection: 404 not_found');
 select tests.clear_authentication();
@@ -252,7 +253,7 @@ select is(
 update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
 where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'doze-tab-1';
 select tests.authenticate_as('presence-member');
-insert into answers values ('swept', public.presence_get('08c00000-0000-4000-8000-000000000002'));
+insert into answers values ('swept', edge.presence_get('08c00000-0000-4000-8000-000000000002'));
 select tests.clear_authentication();
 select is(pg_temp.answer('swept'), '{"type": "detailed", "total": 0, "members": []}'::jsonb,
   'presence_get sweeps the room first: the stale member is not in its answer');
@@ -269,7 +270,7 @@ select ok(
 
 select tests.authenticate_as('presence-host');
 insert into answers values
-  ('host-join', public.presence_join('08c00000-0000-4000-8000-000000000003', 'host-tab-1', '{"name": "Host"}'));
+  ('host-join', edge.presence_join('08c00000-0000-4000-8000-000000000003', 'host-tab-1', '{"name": "Host"}'));
 select tests.clear_authentication();
 select is(
   jsonb_build_object('member_added', pg_temp.answer('host-join') -> 'member_added',
@@ -299,7 +300,7 @@ from generate_series(1, 99) as i;
 update private.presence_rooms set total = total + 99 where room_id = '08c00000-0000-4000-8000-000000000003';
 
 select tests.authenticate_as('presence-last');
-insert into answers values ('at-100', public.presence_get('08c00000-0000-4000-8000-000000000003'));
+insert into answers values ('at-100', edge.presence_get('08c00000-0000-4000-8000-000000000003'));
 select tests.clear_authentication();
 select is(
   jsonb_build_object('type', pg_temp.answer('at-100') -> 'type', 'total', pg_temp.answer('at-100') -> 'total',
@@ -314,7 +315,7 @@ select is(
 
 select tests.authenticate_as('presence-last');
 insert into answers values
-  ('at-101', public.presence_join('08c00000-0000-4000-8000-000000000003', 'last-tab-1', '{"name": "Last"}'));
+  ('at-101', edge.presence_join('08c00000-0000-4000-8000-000000000003', 'last-tab-1', '{"name": "Last"}'));
 select tests.clear_authentication();
 select is(pg_temp.answer('at-101') -> 'member_added', 'true'::jsonb, 'the 101st member joins: no member cap');
 select is(
@@ -346,8 +347,8 @@ select is(
 
 select tests.authenticate_as('presence-last');
 insert into answers values
-  ('context', public.room_context('08c00000-0000-4000-8000-000000000003')),
-  ('get-101', public.presence_get('08c00000-0000-4000-8000-000000000003'));
+  ('context', edge.room_context('08c00000-0000-4000-8000-000000000003')),
+  ('get-101', edge.presence_get('08c00000-0000-4000-8000-000000000003'));
 select tests.clear_authentication();
 select is(pg_temp.answer('context') -> 'presence', pg_temp.answer('get-101'),
   'room_context''s presence is presence_get''s');
@@ -369,46 +370,46 @@ select is(
 
 select tests.authenticate_as('presence-outsider');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'outsider-1') $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', 'outsider-1') $$,
   'WS403', 'not_a_member',
   'a non-member cannot join presence');
 select throws_ok(
-  $$ select public.presence_get('08c00000-0000-4000-8000-000000000001') $$,
+  $$ select edge.presence_get('08c00000-0000-4000-8000-000000000001') $$,
   'WS403', 'not_a_member',
   'a non-member cannot read presence');
 select tests.clear_authentication();
 
 select tests.authenticate_as('presence-guest');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'guest-tab-1') $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', 'guest-tab-1') $$,
   'WS403', 'identified_only',
   'an anonymous member cannot join presence');
 select tests.clear_authentication();
 
 select tests.authenticate_as('presence-member');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-0000000000ff', 'nowhere-1') $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-0000000000ff', 'nowhere-1') $$,
   'WS404', 'room_not_found',
   'presence in a room that does not exist: room_not_found');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'seven-7') $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', 'seven-7') $$,
   'WS400', 'invalid_request',
   'a connection_id of 7 characters is refused');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', repeat('c', 65)) $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', repeat('c', 65)) $$,
   'WS400', 'invalid_request',
   'a connection_id of 65 characters is refused');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'with space') $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', 'with space') $$,
   'WS400', 'invalid_request',
   'a connection_id with a space is refused');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'big-info-1',
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', 'big-info-1',
                                  json_build_object('bio', repeat('x', 1100))) $$,
   'WS413', 'user_info_too_large',
   'user_info over 1024 bytes: 413 user_info_too_large');
 select throws_ok(
-  $$ select public.presence_join('08c00000-0000-4000-8000-000000000001', 'array-info-1', '["not", "an", "object"]') $$,
+  $$ select edge.presence_join('08c00000-0000-4000-8000-000000000001', 'array-info-1', '["not", "an", "object"]') $$,
   'WS400', 'invalid_request',
   'user_info that is not an object is refused');
 select tests.clear_authentication();
