@@ -63,16 +63,25 @@ export async function asCaller<T>(
   call: (sql: Sql) => postgres.PendingQuery<postgres.Row[]>,
   req?: Request,
 ): Promise<T> {
-  const sql = db();
+  const [{ result }] = await callerQuery(db(), claims, call, req);
+  return result as T;
+}
+
+/** asCaller's statement on a given connection or transaction (tests hold one open with it). */
+export function callerQuery<S extends Sql | postgres.TransactionSql>(
+  sql: S,
+  claims: Claims,
+  call: (sql: S) => postgres.PendingQuery<postgres.Row[]>,
+  req?: Request,
+): postgres.PendingQuery<postgres.Row[]> {
   const headers = { "x-forwarded-proto": req?.headers.get("x-forwarded-proto") ?? "https" };
-  const [{ result }] = await sql`
+  return sql`
     with caller as materialized (
       select set_config('role', ${claims.role}, true),
              set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
              set_config('request.headers', ${JSON.stringify(headers)}, true)
     )
     select ${call(sql)} as result from caller`;
-  return result as T;
 }
 
 /**
