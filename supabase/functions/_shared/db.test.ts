@@ -1,7 +1,7 @@
 // Runs against the test stack's database (npm test sets SUPABASE_DB_URL).
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.9";
-import { asCaller, closeDb, db, isDatabaseUnavailable } from "./db.ts";
+import { asCaller, clientErrorFromSql, closeDb, db, isDatabaseUnavailable } from "./db.ts";
 import type { Claims } from "./auth.ts";
 
 const userId = "00000000-0000-4000-8000-0000000000cc";
@@ -44,6 +44,19 @@ Deno.test("asCaller checks rights inside the called function as the caller, not 
     asCaller({ role: "anon" }, (sql) => sql`edge.room_context(${userId}, 50, 10)`),
     /permission denied for schema private/,
   );
+  await closeDb();
+});
+
+Deno.test("a write refused by a table's CHECK constraint is a 400, not a 500", async () => {
+  // CHECKs run before the foreign key, so no room is needed to reach the body rule.
+  const error = await db()`
+    insert into public.messages (room_id, user_id, client_id, body)
+    values (${userId}, ${userId}, 'check-1', '   ')`.catch((e) => e);
+  const mapped = clientErrorFromSql(error);
+  assert.equal(mapped?.status, 400);
+  assert.equal(mapped?.code, "invalid_request");
+  assert.deepEqual(mapped?.details, { constraint: "messages_body_check" });
+  assert.equal(clientErrorFromSql(new Error("syntax error")), undefined);
   await closeDb();
 });
 

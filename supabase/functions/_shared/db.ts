@@ -86,15 +86,22 @@ export function callerQuery<S extends Sql | postgres.TransactionSql>(
 
 /**
  * A client error raised in SQL (private.raise_client_error: SQLSTATE 'WS' + HTTP status, the
- * contract's code as message, a sentence as detail), as an HttpError; undefined otherwise.
+ * contract's code as message, a sentence as detail), or a write refused by a table's CHECK
+ * constraint (the tables' own copy of the input rules), as an HttpError; undefined otherwise.
  */
 export function clientErrorFromSql(error: unknown): HttpError | undefined {
-  const { code, message, detail, hint } = error as {
+  const { code, message, detail, hint, constraint_name } = error as {
     code?: unknown;
     message?: string;
     detail?: string;
     hint?: string;
+    constraint_name?: string;
   };
+  if (code === "23514") {
+    return new HttpError(400, "invalid_request", "The request breaks a rule of the stored data.", {
+      constraint: constraint_name,
+    });
+  }
   const match = typeof code === "string" ? /^WS(\d{3})$/.exec(code) : null;
   if (!match || !message || !isErrorCode(message)) return undefined;
   // A 429 carries the seconds to wait in its hint.
