@@ -10,6 +10,7 @@ import {
   type SupabaseClient,
 } from "npm:@supabase/supabase-js@2.119.1";
 import postgres from "npm:postgres@3.4.9";
+import type { Claims } from "../supabase/functions/_shared/auth.ts";
 import { userToken } from "./keys.ts";
 
 export const apiUrl = Deno.env.get("SUPABASE_URL")!;
@@ -183,10 +184,81 @@ export async function expectError(
   return body.error!;
 }
 
-/** Makes a fixture transaction act as `user`, the way asCaller does, for tests that must hold
- * a request's transaction open themselves to fix the order of events. */
-export function actAs(tx: postgres.TransactionSql, user: TestUser) {
-  const claims = { sub: user.id, role: "authenticated", is_anonymous: false };
-  return tx`select set_config('role', 'authenticated', true),
-                   set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
+/** The claims of `user`'s token, for `callerQuery` (supabase/functions/_shared/db.ts) in tests
+ * that hold a caller's transaction open themselves to fix the order of events. */
+export function claimsOf(user: TestUser): Claims {
+  return {
+    sub: user.id,
+    role: "authenticated",
+    is_anonymous: false,
+    exp: Math.floor(Date.now() / 1000) + 3600,
+  };
+}
+
+/**
+ * Runs `work` in a transaction on a fixture connection of its own and keeps the transaction open,
+ * for tests that fix the order of events around it. Resolves once `work` is done, with its
+ * result, `commit` (ends the transaction; rejects if it failed) and `close` (ends it whatever
+ * happened and closes the connection: call it in `finally`).
+ */
+export async function holdTransaction<T>(
+  work: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<{ result: T; commit: () => Promise<void>; close: () => Promise<void> }> {
+  const sql = fixtureDb();
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let markDone!: (result: T) => void;
+  const done = new Promise<T>((resolve) => (markDone = resolve));
+  const transaction = sql.begin(async (tx) => {
+    markDone(await work(tx));
+    await released;
+  });
+  const close = async () => {
+    release();
+    await transaction.catch(() => {});
+    await sql.end();
+  };
+  try {
+    // `transaction` settles before `done` only when `work` fails.
+    const result = await Promise.race([done, transaction.then(() => done)]);
+    return {
+      result,
+      commit: async () => {
+        release();
+        await transaction;
+      },
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** Waits until at least `count` backends of the database wait on a lock; fails if they do not. */
+export async function lockWaiters(count: number): Promise<void> {
+  const waiting = await poll(
+    () =>
+      withDb(async (sql) => {
+        const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity
+                                  where wait_event_type = 'Lock' and datname = current_database()`;
+        return n as number;
+      }),
+    (n) => n >= count,
+    3000,
+  );
+  assert.ok(waiting >= count, `${count} backend(s) waiting on a lock, saw ${waiting}`);
+}
+
+/**
+ * Sends what waits in a room's chat, as the function instance that accepted it would: calls
+ * private.flush_window until it answers null (nothing waits), waiting the milliseconds it asks
+ * for in between (the room's batching interval). For chat written straight into the table.
+ */
+export async function flushChat(sql: postgres.Sql, room: string): Promise<void> {
+  for (;;) {
+    const [{ next }] = await sql`select private.flush_window(${`room:${room}:chat`}) as next`;
+    if (next === null) return;
+    await new Promise((resolve) => setTimeout(resolve, next));
+  }
 }

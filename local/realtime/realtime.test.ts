@@ -155,11 +155,10 @@ Deno.test("a member on private room:{id}:chat receives the chat:batch of what ch
     }
     const delivered = batches.flatMap((b) => b.payload.messages);
     assert.deepEqual(
-      delivered.map((m) => [m.id, m.client_id, m.body, m.user_id, m.room_id]),
-      accepted.map((a, i) => [a.id, a.client_id, messages[i].body, listener.id, chatRoom]),
-      "each accepted message once, ascending by id, as stored",
+      delivered.map((m) => [m.seq, m.id, m.client_id, m.body, m.user_id, m.room_id]),
+      accepted.map((a, i) => [i + 1, a.id, a.client_id, messages[i].body, listener.id, chatRoom]),
+      "each accepted message once, numbered 1, 2, 3 in the room, as stored",
     );
-    assert.ok(delivered.every((m, i) => i === 0 || delivered[i - 1].id < m.id), "ascending ids");
   } finally {
     await closeRealtime(client);
   }
@@ -201,38 +200,59 @@ Deno.test("a listener on room:{id}:playback receives the host's PlaybackState, t
   }
 });
 
-Deno.test("a subscriber on private room:{id} receives presence:member_added and member_removed", async () => {
+Deno.test("a subscriber on private room:{id} receives member_added and member_removed with the versions snapshots carry", async () => {
   const client = realtimeClientFor(host.token);
   try {
     const channel = await joined(client, `room:${memberEventsRoom}`);
     const got = received(channel);
-    const presence = (action: string) =>
+    const snapshot = await invoke(host.client, `presence?room_id=${memberEventsRoom}`);
+    assert.equal(snapshot.status, 200, JSON.stringify(snapshot.body));
+    const version: number = snapshot.body.version;
+    const presence = (action: string, tab: string) =>
       invoke(listener.client, "presence", {
         action,
         room_id: memberEventsRoom,
-        connection_id: "rt-presence-tab-1",
+        connection_id: `rt-presence-${tab}`,
         ...(action === "join" ? { user_id: listener.id, user_info: { name: "Lis" } } : {}),
       });
 
-    const joinedRoom = await presence("join");
-    assert.equal(joinedRoom.status, 200, JSON.stringify(joinedRoom.body));
+    const firstTab = await presence("join", "tab-1");
+    assert.equal(firstTab.status, 200, JSON.stringify(firstTab.body));
+    assert.equal(
+      firstTab.body.presence.version,
+      version + 1,
+      "the join's snapshot has its version",
+    );
     await until("member_added", got, (all) => all.length >= 1);
     assert.equal(got[0].event, "presence:member_added");
-    assert.deepEqual(
-      { ...got[0].payload, id: undefined },
-      { user_id: listener.id, info: { name: "Lis" }, is_host: false, total: 1, id: undefined },
-    );
+    assert.deepEqual({ ...got[0].payload, id: undefined }, {
+      user_id: listener.id,
+      info: { name: "Lis" },
+      is_host: false,
+      total: 1,
+      version: version + 1,
+      id: undefined,
+    });
 
-    const left = await presence("leave");
-    assert.equal(left.status, 200, JSON.stringify(left.body));
+    // A second tab of the same user joins and the first leaves: no event, no new version.
+    const secondTab = await presence("join", "tab-2");
+    assert.equal(secondTab.body.member_added, false);
+    assert.equal(secondTab.body.presence.version, version + 1);
+    assert.deepEqual((await presence("leave", "tab-1")).body, { member_removed: false });
+
+    const lastTab = await presence("leave", "tab-2");
+    assert.deepEqual([lastTab.status, lastTab.body], [200, { member_removed: true }]);
     await until("member_removed", got, (all) => all.length >= 2);
-    assert.equal(got[1].event, "presence:member_removed");
+    // Delivered in commit order: nothing came between the two events.
+    assert.deepEqual(events(got), ["presence:member_added", "presence:member_removed"]);
     assert.deepEqual({ ...got[1].payload, id: undefined }, {
       user_id: listener.id,
       total: 0,
+      version: version + 2,
       id: undefined,
     });
-    assert.equal(got.length, 2, events(got).join());
+    const after = await invoke(host.client, `presence?room_id=${memberEventsRoom}`);
+    assert.equal(after.body.version, got[1].payload.version, "the snapshot is at the last event");
   } finally {
     await closeRealtime(client);
   }

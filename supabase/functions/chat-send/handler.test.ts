@@ -1,17 +1,24 @@
 // End to end through the test stack's gateway with the real supabase-js client. Broadcasts are
 // read back as the rows private.publish writes to realtime.messages (topic room:{id}:chat, event
-// chat:batch); the gateway flushes each chat window after the response, so tests poll for them.
+// chat:batch), and where their order matters as a subscriber receives them; the gateway flushes
+// each room after the response, so tests poll for them.
 import assert from "node:assert/strict";
+import { callerQuery } from "../_shared/db.ts";
 import {
-  actAs,
+  claimsOf,
   clientFor,
+  closeRealtime,
   createCast,
   createRoom,
   createUser,
   expectError,
   fixtureDb,
+  holdTransaction,
   invoke,
+  lockWaiters,
   poll,
+  realtimeClientFor,
+  subscribe,
   type TestUser,
   withDb,
 } from "../../../local/testing.ts";
@@ -21,6 +28,9 @@ const { host, listener, outsider, anonymousListener } = await createCast(setup);
 // Senders for the tests that need more than one user's rate limit (20/s, bursts of 50).
 const senders: TestUser[] = [];
 for (let i = 0; i < 5; i++) senders.push(await createUser(setup));
+// Sixteen users sending into one room at once.
+const crowd: TestUser[] = [];
+for (let i = 0; i < 16; i++) crowd.push(await createUser(setup));
 
 const basicRoom = await createRoom(setup, host, [listener, anonymousListener]);
 const idempotencyRoom = await createRoom(setup, host, [listener]);
@@ -28,7 +38,9 @@ const capRoom = await createRoom(setup, host, senders);
 const rateRoom = await createRoom(setup, host, [listener]);
 const pushRoom = await createRoom(setup, host, [listener]);
 const sizeRoom = await createRoom(setup, host, senders);
-const orderRoom = await createRoom(setup, host, [listener]);
+const lateRoom = await createRoom(setup, host, [listener]);
+const directRoom = await createRoom(setup, host, [listener]);
+const crowdRoom = await createRoom(setup, host, [listener, ...crowd]);
 const concurrentRooms: string[] = [];
 for (let i = 0; i < 3; i++) {
   concurrentRooms.push(await createRoom(setup, host, senders.slice(0, 4)));
@@ -37,6 +49,7 @@ await setup.end();
 
 interface Message {
   id: number;
+  seq: number;
   room_id: string;
   user_id: string;
   client_id: string;
@@ -45,7 +58,6 @@ interface Message {
 }
 interface Batch {
   messages: Message[];
-  insertedAt: Date;
   /** The size of the published payload as JSON text (without the id realtime.send adds). */
   bytes: number;
 }
@@ -55,29 +67,38 @@ interface Accepted {
   created_at: string;
   duplicate: boolean;
 }
+/** A stored message: its id and its seq (null until it has gone out). */
+interface Stored {
+  id: number;
+  seq: number | null;
+}
 
-/** The chat:batch broadcasts of a room, in the order they were written. */
+/**
+ * The chat:batch broadcasts of a room, by their first seq. (Which was written first cannot be
+ * read from realtime.messages: batches of one flush share its transaction's inserted_at. The
+ * order a subscriber receives them in is checked with a subscriber.)
+ */
 function batches(room: string): Promise<Batch[]> {
   return withDb(async (sql) => {
-    const rows =
-      await sql`select payload, inserted_at, octet_length((payload - 'id')::text) as bytes
+    const rows = await sql`select payload, octet_length((payload - 'id')::text) as bytes
                            from realtime.messages
                            where topic = ${`room:${room}:chat`} and event = 'chat:batch'
-                           order by inserted_at, id`;
-    return rows.map((r) => ({
-      messages: r.payload.messages as Message[],
-      insertedAt: r.inserted_at,
-      bytes: r.bytes,
-    }));
+                           order by (payload -> 'messages' -> 0 ->> 'seq')::bigint, id`;
+    return rows.map((r) => ({ messages: r.payload.messages as Message[], bytes: r.bytes }));
+  });
+}
+
+/** A room's stored messages, by id. */
+function stored(room: string): Promise<Stored[]> {
+  return withDb(async (sql) => {
+    const rows = await sql`select id, seq from public.messages where room_id = ${room} order by id`;
+    return rows.map((r) => ({ id: Number(r.id), seq: r.seq === null ? null : Number(r.seq) }));
   });
 }
 
 /** The ids of a room's stored messages, ascending. */
-function storedIds(room: string): Promise<number[]> {
-  return withDb(async (sql) => {
-    const rows = await sql`select id from public.messages where room_id = ${room} order by id`;
-    return rows.map((r) => Number(r.id));
-  });
+async function storedIds(room: string): Promise<number[]> {
+  return (await stored(room)).map((m) => m.id);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -111,35 +132,36 @@ function fresh(count: number, prefix = "m"): { client_id: string; body: string }
   });
 }
 
-/** Every id once across the batches, ascending in each, at most 200 a batch, no overlap. */
-function assertWellFormedBatches(room: string, all: Batch[], ids: number[]) {
-  const counts = new Map<number, number>();
+/**
+ * What chat-send promises about a room's batches: every stored message in exactly one batch, as
+ * stored (its seq there is its seq in the table); no empty batch, at most 200 messages and 64 KiB
+ * a batch; seq ascending in a batch; and the room's seqs 1..N without a hole or a repeat, each
+ * batch continuing where the previous one ended.
+ */
+function assertWellFormedBatches(room: string, all: Batch[], rows: Stored[]) {
   for (const batch of all) {
     assert.ok(batch.messages.length > 0, "no empty batch");
     assert.ok(batch.messages.length <= 200, `a batch of ${batch.messages.length} messages`);
     assert.ok(batch.bytes <= 65536, `a batch payload of ${batch.bytes} bytes`);
-    const batchIds = batch.messages.map((m) => m.id);
-    for (let i = 1; i < batchIds.length; i++) {
-      assert.ok(batchIds[i - 1] < batchIds[i], `ids ascend in a batch: ${batchIds}`);
+    const seqs = batch.messages.map((m) => m.seq);
+    for (let i = 1; i < seqs.length; i++) {
+      assert.equal(seqs[i], seqs[i - 1] + 1, `seq ascends by one in a batch: ${seqs}`);
     }
-    for (const m of batch.messages) {
-      assert.equal(m.room_id, room);
-      counts.set(m.id, (counts.get(m.id) ?? 0) + 1);
-    }
+    for (const m of batch.messages) assert.equal(m.room_id, room);
   }
-  const twice = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
-  assert.deepEqual(twice, [], "no message in two batches");
-  assert.deepEqual([...counts.keys()].sort((a, b) => a - b), ids, "every stored message goes out");
-  // The batches' id ranges are disjoint.
-  const ranges = all.map((b) => [b.messages[0].id, b.messages.at(-1)!.id]).sort((a, b) =>
-    a[0] - b[0]
+  const sent = all.flatMap((b) => b.messages);
+  assert.deepEqual(
+    sent.map((m) => m.seq),
+    Array.from({ length: sent.length }, (_, i) => i + 1),
+    "seq 1..N across the batches, each continuing the previous one",
   );
-  for (let i = 1; i < ranges.length; i++) {
-    assert.ok(
-      ranges[i - 1][1] < ranges[i][0],
-      `batches overlap: [${ranges[i - 1]}] and [${ranges[i]}]`,
-    );
-  }
+  const seqOf = new Map(rows.map((m) => [m.id, m.seq]));
+  assert.deepEqual(
+    sent.map((m) => m.id).sort((a, b) => a - b),
+    rows.map((m) => m.id),
+    "every stored message in exactly one batch",
+  );
+  for (const m of sent) assert.equal(seqOf.get(m.id), m.seq, `message ${m.id} stored with its seq`);
 }
 
 Deno.test("202 with the accepted messages in request order, then one chat:batch of them", async () => {
@@ -157,10 +179,11 @@ Deno.test("202 with the accepted messages in request order, then one chat:batch 
   const ids = accepted.map((a) => a.id);
   assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "ids are given in request order");
 
+  // A quiet room: the batch leaves at once (leading edge), with the room's first seqs.
   const sent = await batchesHolding(basicRoom, ids);
   assert.equal(sent.length, 1, "the three messages go out in one batch");
   const batch = sent[0].messages;
-  assert.deepEqual(batch.map((m) => m.id), ids);
+  assert.deepEqual(batch.map((m) => [m.id, m.seq]), [[ids[0], 1], [ids[1], 2], [ids[2], 3]]);
   for (const [i, m] of batch.entries()) {
     assert.deepEqual(Object.keys(m).sort(), [
       "body",
@@ -168,6 +191,7 @@ Deno.test("202 with the accepted messages in request order, then one chat:batch 
       "created_at",
       "id",
       "room_id",
+      "seq",
       "user_id",
     ]);
     assert.equal(m.room_id, basicRoom);
@@ -176,14 +200,18 @@ Deno.test("202 with the accepted messages in request order, then one chat:batch 
     assert.equal(m.body, messages[i].body);
     assert.equal(Date.parse(m.created_at), Date.parse(accepted[i].created_at));
   }
-  // Stored for good: broadcast_at is set, and nothing else is sent afterwards.
+  // Stored for good with their seq and broadcast_at, and nothing is sent again afterwards.
+  const rows = await withDb((sql) =>
+    sql`select id, seq, broadcast_at is not null as sent from public.messages
+        where room_id = ${basicRoom} order by id`
+  );
+  assert.deepEqual(rows.map((r) => [Number(r.id), Number(r.seq), r.sent]), [
+    [ids[0], 1, true],
+    [ids[1], 2, true],
+    [ids[2], 3, true],
+  ]);
   await sleep(400);
   assert.equal((await batches(basicRoom)).length, 1);
-  const waiting = await withDb((sql) =>
-    sql`select count(*)::int as n from public.messages
-        where room_id = ${basicRoom} and broadcast_at is null`
-  );
-  assert.equal(waiting[0].n, 0);
 });
 
 Deno.test("many senders in many rooms at once: each message in exactly one well-formed batch", async () => {
@@ -204,15 +232,66 @@ Deno.test("many senders in many rooms at once: each message in exactly one well-
     (n, r) => n + ((r.body as { accepted: Accepted[] }).accepted.length),
     0,
   );
-  let stored = 0;
+  let storedCount = 0;
   for (const room of concurrentRooms) {
-    const ids = await storedIds(room);
-    stored += ids.length;
-    const all = await batchesHolding(room, ids, 3000);
-    assertWellFormedBatches(room, all, ids);
+    const rows = await stored(room);
+    storedCount += rows.length;
+    const all = await batchesHolding(room, rows.map((m) => m.id), 3000);
+    assertWellFormedBatches(room, all, await stored(room));
   }
-  assert.equal(stored, acceptedCount);
-  assert.equal(stored, 3 * 4 * 30);
+  assert.equal(storedCount, acceptedCount);
+  assert.equal(storedCount, 3 * 4 * 30);
+});
+
+Deno.test("16 users sending into one room at once: all stored, seq 1..N without a hole, received in seq order", async () => {
+  // A member listening with the real supabase-js, joined before anything is sent.
+  const subscriber = realtimeClientFor(listener.token);
+  try {
+    const channel = subscriber.channel(`room:${crowdRoom}:chat`, { config: { private: true } });
+    const received: Message[][] = [];
+    channel.on("broadcast", { event: "chat:batch" }, ({ payload }) => {
+      received.push(payload.messages);
+    });
+    const { status, error } = await subscribe(channel);
+    assert.equal(status, "SUBSCRIBED", error?.message);
+
+    // 16 users × 5 requests of 1 to 5 messages (15 a user), all at once.
+    const requests: Promise<{ status: number; body: { accepted: Accepted[] } }>[] = [];
+    for (const [u, user] of crowd.entries()) {
+      for (let i = 0; i < 5; i++) {
+        requests.push(send(user.client, crowdRoom, fresh(1 + (u + i) % 5, `crowd${u}-${i}`)));
+      }
+    }
+    const responses = await Promise.all(requests);
+    for (const r of responses) assert.equal(r.status, 202, JSON.stringify(r.body));
+    const accepted = responses.flatMap((r) => r.body.accepted);
+    assert.equal(accepted.length, 16 * 15);
+    assert.ok(accepted.every((a) => !a.duplicate));
+
+    // Stored = accepted.
+    const acceptedIds = accepted.map((a) => a.id).sort((a, b) => a - b);
+    assert.deepEqual(await storedIds(crowdRoom), acceptedIds, "stored is what was accepted");
+    const all = await batchesHolding(crowdRoom, acceptedIds, 5000);
+    const rows = await stored(crowdRoom);
+    assertWellFormedBatches(crowdRoom, all, rows);
+
+    // The subscriber gets every message once, in seq order across its batches.
+    const deliveredCount = () => received.reduce((n, batch) => n + batch.length, 0);
+    await poll(() => Promise.resolve(deliveredCount()), (n) => n >= accepted.length, 5000);
+    const delivered = received.flat();
+    assert.deepEqual(
+      delivered.map((m) => m.seq),
+      Array.from({ length: accepted.length }, (_, i) => i + 1),
+      `received in seq order, batch after batch: ${
+        received.map((b) => `${b[0].seq}-${b.at(-1)!.seq}`)
+      }`,
+    );
+    const seqOf = new Map(rows.map((m) => [m.id, m.seq]));
+    for (const m of delivered) assert.equal(m.seq, seqOf.get(m.id));
+    assert.ok(received.every((batch) => batch.length <= 200));
+  } finally {
+    await closeRealtime(subscriber);
+  }
 });
 
 Deno.test("resending is idempotent: same ids, duplicate: true, no second broadcast", async () => {
@@ -241,7 +320,7 @@ Deno.test("resending is idempotent: same ids, duplicate: true, no second broadca
   await batchesHolding(idempotencyRoom, [extraId]);
   await sleep(400);
   const all = await batches(idempotencyRoom);
-  assertWellFormedBatches(idempotencyRoom, all, await storedIds(idempotencyRoom));
+  assertWellFormedBatches(idempotencyRoom, all, await stored(idempotencyRoom));
   assert.deepEqual(all.map((b) => b.messages.map((m) => m.id)), [ids, [extraId]]);
 });
 
@@ -265,6 +344,7 @@ Deno.test("10 concurrent requests with one client_id store one message, all with
   const all = await batches(idempotencyRoom);
   const occurrences = all.flatMap((b) => b.messages).filter((m) => m.id === accepted[0].id);
   assert.equal(occurrences.length, 1, "broadcast once");
+  assertWellFormedBatches(idempotencyRoom, all, await stored(idempotencyRoom));
 });
 
 Deno.test("250 messages at once: no batch over 200, and all of them go out", async () => {
@@ -275,7 +355,7 @@ Deno.test("250 messages at once: no batch over 200, and all of them go out", asy
   const ids = await storedIds(capRoom);
   assert.equal(ids.length, 250);
   const all = await batchesHolding(capRoom, ids);
-  assertWellFormedBatches(capRoom, all, ids);
+  assertWellFormedBatches(capRoom, all, await stored(capRoom));
   assert.ok(all.length >= 2, "250 messages need at least two batches");
 });
 
@@ -414,101 +494,161 @@ Deno.test("tokens and methods: 401 without a token, 405 for GET", async () => {
   await expectError(invoke(listener.client, "chat-send"), 405, "method_not_allowed", "GET");
 });
 
-/** Waits until `count` backends wait on a lock. */
-async function lockWaiters(count: number) {
-  const waiting = await poll(
-    () =>
-      withDb(async (sql) => {
-        const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity
-                                  where wait_event_type = 'Lock' and datname = current_database()`;
-        return n as number;
-      }),
-    (n) => n >= count,
-  );
-  assert.ok(waiting >= count, `${count} backends waiting on a lock, saw ${waiting}`);
-}
-
 Deno.test("200 waiting messages near the 64 KiB payload limit all go out, in batches within it", async () => {
   const channel = `room:${sizeRoom}:chat`;
-  // Keep the room's window open (not due for a minute) while 199 messages are stored, so that
-  // nothing is flushed until the 200th arrives and a full batch is due at once.
-  await withDb((sql) => sql`select private.open_window(${channel}, interval '1 minute')`);
-  const stored = await Promise.all(
-    senders.slice(0, 4).map((sender, s) =>
-      send(
-        sender.client,
-        sizeRoom,
-        fresh(s === 3 ? 49 : 50, `size${s}`).map((m) => ({ ...m, body: "b".repeat(110) })),
-      )
-    ),
-  );
-  for (const r of stored) assert.equal(r.status, 202, JSON.stringify(r.body));
-  assert.equal((await batches(sizeRoom)).length, 0, "nothing is flushed yet");
-  // The 200th message brings the items to 65,213 bytes of JSON: with the separators and the
-  // envelope the whole batch is just over 64 KiB (a batch that size once failed every flush).
-  const [{ total, overhead }] = await withDb((sql) =>
-    sql`select sum(octet_length(private.message_json(m)::text))::int as total,
-               max(octet_length(private.message_json(m)::text) - length(m.body))::int as overhead
-        from public.messages m where m.room_id = ${sizeRoom}`
-  );
-  const [last] = fresh(1, "size4");
-  const bodyLength = 65213 - total - overhead - (last.client_id.length - "size0-0-00000000".length);
-  assert.ok(bodyLength >= 1 && bodyLength <= 2000, `a body of ${bodyLength}`);
-  const full = await send(senders[4].client, sizeRoom, [{ ...last, body: "c".repeat(bodyLength) }]);
-  assert.equal(full.status, 202, JSON.stringify(full.body));
+  // A flush of the room holds its turn (the room's private.chat_flushes row) while 200 messages
+  // are stored, so that they wait together: every other flush of the room queues behind it.
+  const holder = await holdTransaction((tx) => tx`select private.flush_window(${channel})`);
+  try {
+    const waiting = await Promise.all(
+      senders.slice(0, 4).map((sender, s) =>
+        send(
+          sender.client,
+          sizeRoom,
+          fresh(s === 3 ? 49 : 50, `size${s}`).map((m) => ({ ...m, body: "b".repeat(100) })),
+        )
+      ),
+    );
+    for (const r of waiting) assert.equal(r.status, 202, JSON.stringify(r.body));
+    // The requests' flushes wait for the held one; senders did not.
+    await lockWaiters(1);
+    assert.equal(
+      (await batches(sizeRoom)).length,
+      0,
+      "nothing goes out while a flush holds the room",
+    );
+    // The 200th message brings the items, numbered 1..200, to 65,213 bytes of JSON: with the
+    // separators and the envelope the whole batch is just over 64 KiB (a batch that size once
+    // failed every flush).
+    const [{ total, overhead }] = await withDb((sql) =>
+      sql`select sum(octet_length(jsonb_set(private.message_json(m), '{seq}', to_jsonb(n.seq))::text))::int
+                   as total,
+                 max(octet_length(jsonb_set(private.message_json(m), '{seq}', '200')::text)
+                     - octet_length(m.body) - octet_length(m.client_id))::int as overhead
+          from public.messages m
+          join (select id, row_number() over (order by id) as seq from public.messages
+                where room_id = ${sizeRoom}) as n using (id)`
+    );
+    const [last] = fresh(1, "size4");
+    const bodyLength = 65213 - total - overhead - last.client_id.length;
+    assert.ok(bodyLength >= 1 && bodyLength <= 2000, `a body of ${bodyLength}`);
+    const full = await send(senders[4].client, sizeRoom, [{
+      ...last,
+      body: "c".repeat(bodyLength),
+    }]);
+    assert.equal(full.status, 202, JSON.stringify(full.body));
+    assert.equal(
+      (await batches(sizeRoom)).length,
+      0,
+      "still nothing while the flush holds the room",
+    );
+    await holder.commit();
+  } finally {
+    await holder.close();
+  }
   const ids = await storedIds(sizeRoom);
   assert.equal(ids.length, 200);
   const all = await batchesHolding(sizeRoom, ids);
-  assertWellFormedBatches(sizeRoom, all, ids);
+  assertWellFormedBatches(sizeRoom, all, await stored(sizeRoom));
+  assert.ok(all.length >= 2, "200 messages over 64 KiB go out in more than one batch");
 });
 
-Deno.test("a message stored while a flush waits is not broadcast after higher ids", async () => {
-  const channel = `room:${orderRoom}:chat`;
-  // An open window that is not due, so only the flush below and the requests' own flushes run.
-  await withDb((sql) => sql`select private.open_window(${channel}, interval '1 minute')`);
-  const sender = fixtureDb();
-  const flusher = fixtureDb();
-  let request: ReturnType<typeof send> | undefined;
-  try {
-    // Sender X (the listener, on a fixture connection) stores x1 and holds its transaction.
-    let step!: () => void;
-    const secondMessage = new Promise<void>((resolve) => (step = resolve));
-    let stored!: () => void;
-    const firstStored = new Promise<void>((resolve) => (stored = resolve));
-    const x = sender.begin(async (tx) => {
-      await actAs(tx, listener);
-      const one = [{ client_id: "order-x1", body: "x1" }];
-      await tx`select public.send_chat(${orderRoom}, ${tx.json(one)})`;
-      stored();
-      await secondMessage;
-      const two = [{ client_id: "order-x2", body: "x2" }];
-      await tx`select public.send_chat(${orderRoom}, ${tx.json(two)})`;
-    });
-    await Promise.race([firstStored, x]);
-    // The window's flush starts; then the host sends r1 through the gateway.
-    const flushing = flusher`select private.flush_window(${channel}, true)`.execute();
-    await lockWaiters(1);
-    request = send(host.client, orderRoom, [{ client_id: "order-r1", body: "r1" }]);
-    await lockWaiters(2);
-    // X stores x2 and commits; the flush and then r1's request go on.
-    step();
-    await x;
-    await flushing;
-    const response = await request;
-    assert.equal(response.status, 202, JSON.stringify(response.body));
-  } finally {
-    await request?.catch(() => {});
-    await sender.end();
-    await flusher.end();
-  }
-  const ids = await storedIds(orderRoom);
-  assert.equal(ids.length, 3);
-  const all = await batchesHolding(orderRoom, ids);
-  assertWellFormedBatches(orderRoom, all, ids);
-  const inOrder = all.flatMap((b) => b.messages.map((m) => `${m.id}:${m.client_id}`));
-  assert.deepEqual(
-    all.flatMap((b) => b.messages.map((m) => m.id)),
-    ids,
-    `broadcast in id order across batches: ${inOrder}`,
+type HistoryItem = { id: number; event: string; data: Message; timestamp: number };
+
+/** The chat history of `room` after `afterSeq`, as the listener reads it. */
+async function historyAfter(room: string, afterSeq: number): Promise<HistoryItem[]> {
+  const { status, body } = await invoke(
+    listener.client,
+    `history?channel=room:${room}:chat&after_seq=${afterSeq}`,
   );
+  assert.equal(status, 200, JSON.stringify(body));
+  return body.items;
+}
+
+Deno.test("a sender's transaction held open across flushes: its message goes out later, with a later seq, and after_seq gets it", async () => {
+  // The listener's request stores its message and holds its transaction (on a fixture
+  // connection, which fixes the order of events) while the host's messages go out.
+  const late = await holdTransaction(async (tx) => {
+    const messages = [{ client_id: "late-1", body: "committed late" }];
+    const [{ result }] = await callerQuery(
+      tx,
+      claimsOf(listener),
+      (sql) => sql`edge.send_chat(${lateRoom}, ${sql.json(messages)})`,
+    );
+    return result.accepted[0].id as number;
+  });
+  const lateId = late.result;
+  const early: number[] = [];
+  try {
+    // No sender waits for another, and no flush waits for an open sender: each of these is
+    // accepted and goes out, in a batch of its own, while the listener's transaction is open.
+    for (const message of fresh(2, "early")) {
+      const r = await send(host.client, lateRoom, [message]);
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      early.push(r.body.accepted[0].id);
+      await batchesHolding(lateRoom, [early.at(-1)!]);
+    }
+    const seen = await historyAfter(lateRoom, 0);
+    assert.deepEqual(seen.map((i) => [i.id, i.data.seq]), [[early[0], 1], [early[1], 2]]);
+    await late.commit();
+  } finally {
+    await late.close();
+  }
+  assert.ok(lateId < early[0], `stored first (id ${lateId}), before ${early}`);
+
+  // The next flush of the room (here that of the next request) sends it after what went out.
+  const next = await send(host.client, lateRoom, fresh(1, "next"));
+  assert.equal(next.status, 202, JSON.stringify(next.body));
+  const nextId = next.body.accepted[0].id as number;
+  const all = await batchesHolding(lateRoom, [lateId, nextId]);
+  assertWellFormedBatches(lateRoom, all, await stored(lateRoom));
+  const sent = all.flatMap((b) => b.messages);
+  assert.deepEqual(sent.map((m) => m.id), [...early, lateId, nextId], "seq 3 for the late one");
+  const batchOf = (id: number) => all.findIndex((b) => b.messages.some((m) => m.id === id));
+  assert.ok(batchOf(lateId) > batchOf(early[1]), "in a later batch than what went out before");
+
+  // A reader that had seen seq 2 fetches what followed, and a forwards reader skips nothing.
+  const missed = await historyAfter(lateRoom, 2);
+  assert.deepEqual(missed.map((i) => [i.id, i.data.seq]), [[lateId, 3], [nextId, 4]]);
+  assert.equal(missed[0].event, "chat:message");
+  assert.equal(missed[0].data.body, "committed late");
+  const everything = await historyAfter(lateRoom, 0);
+  assert.deepEqual(everything.map((i) => i.id), [...early, lateId, nextId]);
+});
+
+Deno.test("a message written straight into public.messages goes out with the room's next seq", async () => {
+  const first = await send(listener.client, directRoom, fresh(2, "direct-sent"));
+  assert.equal(first.status, 202, JSON.stringify(first.body));
+  await batchesHolding(directRoom, first.body.accepted.map((a: Accepted) => a.id));
+  const insert = (clientId: string) =>
+    withDb(async (sql) => {
+      const [{ id }] = await sql`insert into public.messages (room_id, user_id, client_id, body)
+                                 values (${directRoom}, ${listener.id}, ${clientId}, 'written directly')
+                                 returning id`;
+      return Number(id);
+    });
+
+  // Not served before it has gone out.
+  const direct = await insert("direct-1");
+  assert.deepEqual((await historyAfter(directRoom, 0)).map((i) => i.data.seq), [1, 2]);
+  // The room's next flush, here that of the next request, sends it, in id order.
+  const next = await send(listener.client, directRoom, fresh(1, "direct-next"));
+  assert.equal(next.status, 202, JSON.stringify(next.body));
+  const nextId = next.body.accepted[0].id as number;
+  let all = await batchesHolding(directRoom, [direct, nextId]);
+  const seqOf = (id: number) => all.flatMap((b) => b.messages).find((m) => m.id === id)?.seq;
+  assert.deepEqual([seqOf(direct), seqOf(nextId)], [3, 4]);
+
+  // With no request after it, the sweeper pg_cron runs every minute sends it.
+  const swept = await insert("direct-2");
+  all = await poll(
+    async () => {
+      await withDb((sql) => sql`select private.flush_due_windows()`);
+      return batches(directRoom);
+    },
+    (found) => found.some((b) => b.messages.some((m) => m.id === swept)),
+  );
+  assert.equal(seqOf(swept), 5);
+  assertWellFormedBatches(directRoom, all, await stored(directRoom));
+  assert.deepEqual((await historyAfter(directRoom, 4)).map((i) => i.id), [swept]);
 });

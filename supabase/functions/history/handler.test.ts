@@ -5,6 +5,7 @@ import {
   createRoom,
   expectError,
   fixtureDb,
+  flushChat,
   invoke,
   withDb,
 } from "../../../local/testing.ts";
@@ -15,14 +16,25 @@ const room = await createRoom(setup, host, [listener, anonymousListener]);
 const chat = `room:${room}:chat`;
 await setup.end();
 
-function addMessages(count: number, prefix: string, createdAt = "now()") {
-  return withDb((sql) =>
-    sql.unsafe(
+/** Stores `count` messages and sends them (they get their seq), as chat-send and its flush
+ * would; with `flush: false` they are stored only, waiting to go out. */
+function addMessages(count: number, prefix: string, createdAt = "now()", { flush = true } = {}) {
+  return withDb(async (sql) => {
+    await sql.unsafe(
       `insert into public.messages (room_id, user_id, client_id, body, created_at)
        select $1, $2, $3 || n, $3 || n, ${createdAt} from generate_series(1, $4) as n`,
       [room, listener.id, prefix, count],
-    )
+    );
+    if (flush) await flushChat(sql, room);
+  });
+}
+
+/** The seqs of the room's sent messages, ascending. */
+async function sentSeqs(): Promise<number[]> {
+  const rows = await withDb((sql) =>
+    sql`select seq from public.messages where room_id = ${room} and seq is not null order by seq`
   );
+  return rows.map((r) => Number(r.seq));
 }
 
 function history(query: string, client = listener.client) {
@@ -38,21 +50,56 @@ Deno.test("chat history: newest first by default, with Messages as data", async 
   assert.equal(body.channel, chat);
   const items = body.items as Item[];
   assert.deepEqual(items.map((i) => i.data.body), ["first-5", "first-4", "first-3"]);
+  assert.deepEqual(items.map((i) => i.data.seq), [5, 4, 3]);
   assert.equal(items[0].event, "chat:message");
   assert.equal(items[0].id, items[0].data.id);
+  assert.deepEqual(Object.keys(items[0].data).sort(), [
+    "body",
+    "client_id",
+    "created_at",
+    "id",
+    "room_id",
+    "seq",
+    "user_id",
+  ]);
   assert.equal(items[0].timestamp, Date.parse(items[0].data.created_at as string));
   assert.equal(typeof body.next_cursor, "string");
 });
 
-async function walk(direction: string, insertBetween: boolean): Promise<number[]> {
+Deno.test("chat history serves only messages that went out", async () => {
+  const sentBefore = await sentSeqs();
+  await addMessages(2, "waiting-", "now()", { flush: false });
+  const isWaiting = (i: Item) => (i.data.body as string).startsWith("waiting-");
+  const newest = await history(`channel=${chat}&limit=10`);
+  assert.ok(!(newest.body.items as Item[]).some(isWaiting), "not in a backwards page");
+  const rewound = await history(`channel=${chat}&rewind=10`);
+  assert.ok(!(rewound.body.items as Item[]).some(isWaiting), "not in a rewind");
+  const after = await history(`channel=${chat}&after_seq=${sentBefore.at(-1)}`);
+  assert.deepEqual(after.body.items, [], "not after the last seq");
+  // The room's next flush sends them; from then on they are served, with their seq.
+  await withDb((sql) => flushChat(sql, room));
+  const sent = await history(`channel=${chat}&after_seq=${sentBefore.at(-1)}`);
+  assert.deepEqual(
+    (sent.body.items as Item[]).map((i) => [i.data.body, i.data.seq]),
+    [["waiting-1", sentBefore.length + 1], ["waiting-2", sentBefore.length + 2]],
+  );
+});
+
+/** Walks the chat history page by page (limit 4) from `first`, following next_cursor, with
+ * two new messages sent after each of the first three pages; returns the seqs seen. */
+async function walk(first: string, insertBetween: boolean): Promise<number[]> {
   const seen: number[] = [];
-  let query = `channel=${chat}&limit=4&direction=${direction}`;
+  let query = `channel=${chat}&limit=4&${first}`;
   for (let page = 0; page < 50; page++) {
     const { status, body } = await history(query);
     assert.equal(status, 200, JSON.stringify(body));
-    seen.push(...(body.items as Item[]).map((i) => i.id));
-    if (insertBetween && page < 3) await addMessages(2, `during-${direction}-${page}-`);
+    const items = body.items as Item[];
+    seen.push(...items.map((i) => i.data.seq as number));
+    if (insertBetween && page < 3) {
+      await addMessages(2, `during-${first.replace(/\W/g, "-")}-${page}-`);
+    }
     if (!body.next_cursor) return seen;
+    assert.equal(items.length, 4, "a page with a next_cursor is full");
     query = `channel=${chat}&limit=4&cursor=${body.next_cursor}`;
   }
   throw new Error("pagination did not end");
@@ -60,24 +107,55 @@ async function walk(direction: string, insertBetween: boolean): Promise<number[]
 
 Deno.test("pagination: every message once, in order, while new ones arrive (both directions)", async () => {
   await addMessages(9, "page-");
-  const before = await withDb((sql) =>
-    sql`select id from public.messages where room_id = ${room} order by id`
-  );
-  const backwards = await walk("backwards", true);
+  const before = await sentSeqs();
+  const backwards = await walk("direction=backwards", true);
   // New messages are newer than the cursor: a backwards walk shows exactly what existed.
-  assert.deepEqual(backwards, before.map((r) => Number(r.id)).reverse());
-  const forwards = await walk("forwards", true);
-  const after = await withDb((sql) =>
-    sql`select id from public.messages where room_id = ${room} order by id`
-  );
+  assert.deepEqual(backwards, [...before].reverse());
+  const forwards = await walk("direction=forwards", true);
   // A forwards walk reaches the messages that arrived while it ran.
-  assert.deepEqual(forwards, after.map((r) => Number(r.id)));
-  assert.equal(new Set(forwards).size, forwards.length);
+  assert.deepEqual(forwards, await sentSeqs());
+});
+
+Deno.test("after_seq: seq N+1, N+2, … oldest first, in pages of limit with next_cursor, while new ones arrive", async () => {
+  await addMessages(10, "after-");
+  const seqs = await sentSeqs();
+  const from = seqs.at(-10)! - 1;
+  // Following next_cursor: every message after `from` once, in seq order, new ones included.
+  const walked = await walk(`after_seq=${from}`, true);
+  const all = await sentSeqs();
+  assert.deepEqual(walked, all.filter((seq) => seq > from));
+  assert.deepEqual(walked, Array.from({ length: walked.length }, (_, i) => from + 1 + i));
+  assert.ok(walked.length >= 16, `the 10 and the 6 that arrived during the walk: ${walked}`);
+
+  // A client that saw seq N asks for after_seq=N, again and again: the same, page by page.
+  const caughtUp: number[] = [];
+  let last = from;
+  for (let round = 0; round < 20; round++) {
+    const { status, body } = await history(`channel=${chat}&after_seq=${last}&limit=3`);
+    assert.equal(status, 200, JSON.stringify(body));
+    const page = (body.items as Item[]).map((i) => i.data.seq as number);
+    assert.ok(page.length <= 3);
+    if (page.length === 0) {
+      assert.equal(body.next_cursor, null);
+      break;
+    }
+    assert.equal(
+      body.next_cursor === null,
+      page.at(-1) === all.at(-1),
+      "next_cursor when more follow",
+    );
+    caughtUp.push(...page);
+    last = page.at(-1)!;
+  }
+  assert.deepEqual(caughtUp, walked);
+  const beyond = await history(`channel=${chat}&after_seq=${all.at(-1)! + 1000}`);
+  assert.deepEqual([beyond.status, beyond.body.items, beyond.body.next_cursor], [200, [], null]);
 });
 
 Deno.test("start and end are inclusive epoch-ms bounds", async () => {
   const rows = await withDb((sql) =>
-    sql`select id, created_at from public.messages where room_id = ${room} order by id limit 3`
+    sql`select id, created_at from public.messages
+        where room_id = ${room} and seq is not null order by seq limit 3`
   );
   const at = (i: number) => rows[i].created_at.getTime();
   const { body } = await history(`channel=${chat}&direction=forwards&start=${at(0)}&end=${at(0)}`);
@@ -99,9 +177,9 @@ Deno.test("rewind: the last N, or those of the last seconds or minutes, oldest f
   const bodies = (seconds.body.items as Item[]).map((i) => i.data.body as string);
   assert.ok(!bodies.some((b) => b.startsWith("old-")), "10-minute-old messages are outside 30 s");
   assert.deepEqual(bodies.slice(-4), ["recent-1", "recent-2", "recent-3", "recent-4"]);
-  const ids = (seconds.body.items as Item[]).map((i) => i.id);
-  assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
-  assert.ok(ids.length <= 100);
+  const seqs = (seconds.body.items as Item[]).map((i) => i.data.seq as number);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+  assert.ok(seqs.length <= 100);
   const minutes = await history(`channel=${chat}&rewind=15m`);
   assert.ok((minutes.body.items as Item[]).some((i) => (i.data.body as string).startsWith("old-")));
 });
@@ -160,11 +238,28 @@ Deno.test("each error code of the history endpoint", async () => {
       `channel=${chat}&rewind=3&limit=3`,
       `channel=${chat}&cursor=garbage`,
       `channel=${chat}&start=-5`,
+      // after_seq reads forwards from a seq, on chat channels, and takes only limit.
+      `channel=${chat}&after_seq=-1`,
+      `channel=${chat}&after_seq=one`,
+      `channel=${chat}&after_seq=1.5`,
+      `channel=${chat}&after_seq=3&direction=forwards`,
+      `channel=${chat}&after_seq=3&direction=backwards`,
+      `channel=${chat}&after_seq=3&rewind=3`,
+      `channel=${chat}&after_seq=3&start=0`,
+      `channel=${chat}&after_seq=3&end=${Date.now()}`,
+      `channel=room:${room}:queue&after_seq=0`,
+      `channel=room:${room}:playback&after_seq=0`,
+      `channel=user:${listener.id}:activity&after_seq=0`,
     ]
   ) await refused(bad, 400, "invalid_request");
   const first = await history(`channel=${chat}&limit=1`);
   await refused(
     `channel=room:${room}:queue&cursor=${first.body.next_cursor}`,
+    400,
+    "invalid_request",
+  );
+  await refused(
+    `channel=${chat}&after_seq=3&cursor=${first.body.next_cursor}`,
     400,
     "invalid_request",
   );

@@ -1,16 +1,23 @@
 // End to end through the test stack's gateway with the real supabase-js client. Broadcasts are
 // read back as the rows private.publish writes to realtime.messages (topic room:{id}:playback,
-// event playback:position); conflated positions are flushed by the gateway after the response.
+// event playback:position), and where their order matters as a subscriber receives them;
+// conflated positions are flushed by the gateway after the response.
 import assert from "node:assert/strict";
+import { callerQuery } from "../_shared/db.ts";
 import {
-  actAs,
+  claimsOf,
   clientFor,
+  closeRealtime,
   createCast,
   createRoom,
   expectError,
   fixtureDb,
+  holdTransaction,
   invoke,
+  lockWaiters,
   poll,
+  realtimeClientFor,
+  subscribe,
   withDb,
 } from "../../../local/testing.ts";
 
@@ -155,18 +162,18 @@ Deno.test("30 rapid position updates are conflated, and the last state always go
   await sleep(700);
   assert.equal((await broadcasts(burstRoom)).length, sent.length);
 
-  // A pause in the middle of positions is still broadcast at once.
-  await send(play(burstRoom, 32, 3200));
+  // A pause in the middle of positions is broadcast at once, by the request itself, and closes
+  // the window the position opened: the position's flush, when its timer fires, sends nothing
+  // older after it.
+  assert.equal((await send(play(burstRoom, 32, 3200))).status, 202);
   const paused = await send(play(burstRoom, 33, 3300, { is_playing: false }));
   assert.equal(paused.status, 202);
   const afterPause = await broadcasts(burstRoom);
-  assert.ok(afterPause.some((s) => s.seq === 33 && s.is_playing === false), "pause is at once");
-  const settled = await poll(
-    () => broadcasts(burstRoom),
-    (all) => all.length > afterPause.length,
-    1500,
-  );
-  assert.equal(settled.at(-1)?.seq, 33, "the window's flush sends the latest state");
+  assert.equal(afterPause.at(-1)?.seq, 33, "the pause is broadcast at once");
+  assert.equal(afterPause.at(-1)?.is_playing, false);
+  await sleep(700);
+  const settled = await broadcasts(burstRoom);
+  assert.equal(settled.at(-1)?.seq, 33, `the pause stays the last (${settled.map((s) => s.seq)})`);
 });
 
 Deno.test("a stale seq is not applied: 202 applied:false with the stored state, nothing sent", async () => {
@@ -280,66 +287,91 @@ Deno.test("persist_last: history rewind=1 returns the last broadcast state", asy
   assert.deepEqual(core(items[0].data), core(paused.body.state));
 });
 
-/** Waits until `count` backends wait on a lock. */
-async function lockWaiters(count: number) {
-  const waiting = await poll(
-    () =>
-      withDb(async (sql) => {
-        const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity
-                                  where wait_event_type = 'Lock' and datname = current_database()`;
-        return n as number;
-      }),
-    (n) => n >= count,
-  );
-  assert.ok(waiting >= count, `${count} backend(s) waiting on a lock`);
+/** Opens the room's conflation window for a minute, so that no request opens it and nobody but
+ * the test flushes it. */
+function openWindow(channel: string) {
+  return withDb((sql) => sql`select private.open_window(${channel}, interval '1 minute')`);
 }
 
-Deno.test("a window flush racing a pause does not leave the older state as the last broadcast", async () => {
-  const channel = `room:${raceRoom}:playback`;
-  assert.equal((await send(play(raceRoom, 1, 0))).status, 202);
-  // A conflation window that is open (and far from due, so only this test flushes it), with a
-  // position waiting in it.
-  await withDb((sql) => sql`select private.open_window(${channel}, interval '1 minute')`);
-  assert.equal((await send(play(raceRoom, 2, 1000))).status, 202);
-
-  // The host pauses (seq 3); while that request's transaction is still open, the window's flush
-  // runs. Both are played on fixture connections, which fixes their order.
-  const pauser = fixtureDb();
-  const flusher = fixtureDb();
-  try {
-    let commit!: () => void;
-    const committed = new Promise<void>((resolve) => (commit = resolve));
-    let applied!: () => void;
-    const pausedInTransaction = new Promise<void>((resolve) => (applied = resolve));
-    const pause = pauser.begin(async (tx) => {
-      await actAs(tx, host);
-      const [{ result }] =
-        await tx`select public.set_playback(${raceRoom}, ${songA}, 1500, false, 3)
-                                    as result`;
-      assert.equal(result.applied, true);
-      applied();
-      await committed;
-    });
-    await Promise.race([pausedInTransaction, pause]);
-    const flushing = flusher`select private.flush_window(${channel}, true)`.execute();
-    // As things stand the flush waits for the pause's transaction (on the persist_last row).
-    await lockWaiters(1).catch(() => {});
-    commit();
-    await pause;
-    await flushing;
-  } finally {
-    await pauser.end();
-    await flusher.end();
-  }
-
-  const sent = await broadcasts(raceRoom);
-  assert.equal(
-    sent.at(-1)?.seq,
-    3,
-    `the last broadcast is the paused state (seqs: ${sent.map((s) => s.seq)})`,
+/** Makes the room's open window due now. */
+function makeDue(channel: string) {
+  return withDb((sql) =>
+    sql`update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
+        where channel = ${channel}`
   );
-  const last = await invoke(host.client, `history?channel=${channel}&rewind=1`);
-  assert.equal(last.status, 200);
-  assert.equal(last.body.items[0].data.seq, 3, "persist_last holds the newest state");
-  assert.equal(last.body.items[0].data.is_playing, false);
+}
+
+Deno.test("a window flush racing a pause never leaves the older state as the last broadcast", async () => {
+  const channel = `room:${raceRoom}:playback`;
+  const subscriber = realtimeClientFor(listener.token);
+  try {
+    const live = subscriber.channel(channel, { config: { private: true } });
+    const received: PlaybackState[] = [];
+    live.on("broadcast", { event: "playback:position" }, ({ payload }) => received.push(payload));
+    const { status, error } = await subscribe(live);
+    assert.equal(status, "SUBSCRIBED", error?.message);
+    assert.equal((await send(play(raceRoom, 1, 0))).status, 202);
+
+    // 1. The pause's transaction is open when the due window's flush starts: the flush waits for
+    // it (the pause took the window), and then finds the window gone with the pause.
+    await openWindow(channel);
+    assert.equal((await send(play(raceRoom, 2, 1000))).status, 202);
+    await makeDue(channel);
+    const pause = await holdTransaction(async (tx) => {
+      const [{ result }] = await callerQuery(
+        tx,
+        claimsOf(host),
+        (sql) => sql`edge.set_playback(${raceRoom}, ${songA}, 1500, false, 3)`,
+      );
+      assert.equal(result.applied, true);
+    });
+    const flusher = fixtureDb();
+    try {
+      const flushing = flusher`select private.flush_window(${channel})`.execute();
+      await lockWaiters(1);
+      await pause.commit();
+      await flushing;
+    } finally {
+      await pause.close();
+      await flusher.end();
+    }
+    let sent = await broadcasts(raceRoom);
+    assert.deepEqual(
+      sent.map((s) => s.seq),
+      [1, 3],
+      "the position waiting in the window is dropped",
+    );
+
+    // 2. The window's flush is open, with the position it read, when the host pauses: the pause
+    // waits for it and goes out after it.
+    assert.equal((await send(play(raceRoom, 4, 2000))).status, 202);
+    await openWindow(channel);
+    assert.equal((await send(play(raceRoom, 5, 3000))).status, 202);
+    await makeDue(channel);
+    const flush = await holdTransaction((tx) => tx`select private.flush_window(${channel})`);
+    let pausing: ReturnType<typeof send> | undefined;
+    try {
+      pausing = send(play(raceRoom, 6, 3500, { is_playing: false }));
+      await lockWaiters(1);
+      await flush.commit();
+      const paused = await pausing;
+      assert.equal(paused.status, 202, JSON.stringify(paused.body));
+      assert.equal(paused.body.applied, true);
+    } finally {
+      await pausing?.catch(() => {});
+      await flush.close();
+    }
+    sent = await broadcasts(raceRoom);
+    assert.deepEqual(sent.map((s) => s.seq), [1, 3, 4, 5, 6]);
+
+    // What subscribers receive, in order, ends with the newest state, and so does persist_last.
+    await poll(() => Promise.resolve(received.at(-1)?.seq), (seq) => seq === 6, 3000);
+    assert.deepEqual(received.map((s) => s.seq), [1, 3, 4, 5, 6], "received in order");
+    const last = await invoke(host.client, `history?channel=${channel}&rewind=1`);
+    assert.equal(last.status, 200);
+    assert.equal(last.body.items[0].data.seq, 6, "persist_last holds the newest state");
+    assert.equal(last.body.items[0].data.is_playing, false);
+  } finally {
+    await closeRealtime(subscriber);
+  }
 });

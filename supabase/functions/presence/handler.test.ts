@@ -9,7 +9,9 @@ import {
   createUser,
   expectError,
   fixtureDb,
+  holdTransaction,
   invoke,
+  lockWaiters,
   type TestUser,
   withDb,
 } from "../../../local/testing.ts";
@@ -68,7 +70,7 @@ function heartbeat(user: TestUser, room: string, connectionId: string) {
   });
 }
 
-Deno.test("three tabs: one member, announced on the first join and the last leave", async () => {
+Deno.test("three tabs: one member, announced on the first join and the last leave, each with the version it made", async () => {
   const tabs = ["story-tab-1", "story-tab-2", "story-tab-3"];
   const info = { name: "Listener" };
   const joins = [];
@@ -91,9 +93,11 @@ Deno.test("three tabs: one member, announced on the first join and the last leav
   assert.deepEqual(me.info, info);
   assert.equal(me.is_host, false);
   assert.ok(!Number.isNaN(Date.parse(me.last_active)), `last_active ${me.last_active}`);
-  assert.deepEqual(joins[2].presence, { type: "detailed", total: 1, members: [me] });
+  // The first presence change of the room is version 1; the other tabs change nothing.
+  assert.deepEqual(joins.map((j) => j.presence.version), [1, 1, 1]);
+  assert.deepEqual(joins[2].presence, { type: "detailed", version: 1, total: 1, members: [me] });
   assert.deepEqual(await broadcasts(storyRoom, "presence:member_added", listener.id), [
-    { user_id: listener.id, info, is_host: false, total: 1 },
+    { user_id: listener.id, info, is_host: false, total: 1, version: 1 },
   ]);
 
   const first = await leave(listener, storyRoom, tabs[0]);
@@ -105,10 +109,16 @@ Deno.test("three tabs: one member, announced on the first join and the last leav
   const last = await leave(listener, storyRoom, tabs[2]);
   assert.deepEqual([last.status, last.body], [200, { member_removed: true }]);
   assert.deepEqual(await broadcasts(storyRoom, "presence:member_removed", listener.id), [
-    { user_id: listener.id, total: 0 },
+    { user_id: listener.id, total: 0, version: 2 },
   ]);
+  // A snapshot carries the version of the last event it reflects.
   const get = await invoke(listener.client, `presence?room_id=${storyRoom}`);
-  assert.deepEqual([get.status, get.body], [200, { type: "detailed", total: 0, members: [] }]);
+  assert.deepEqual([get.status, get.body], [200, {
+    type: "detailed",
+    version: 2,
+    total: 0,
+    members: [],
+  }]);
 });
 
 Deno.test(`two tabs joining at once, then leaving at once: one announcement each (${rounds} rounds)`, async () => {
@@ -126,11 +136,10 @@ Deno.test(`two tabs joining at once, then leaving at once: one announcement each
       [1, 2],
       `round ${round}: connections`,
     );
-    assert.equal(
-      (await broadcasts(raceRoom, "presence:member_added", user.id)).length,
-      1,
-      `round ${round}: one presence:member_added row`,
-    );
+    const added = await broadcasts(raceRoom, "presence:member_added", user.id);
+    assert.equal(added.length, 1, `round ${round}: one presence:member_added row`);
+    // Every change of the room's presence takes the next version: two a round.
+    assert.equal(added[0].version, 2 * round + 1, `round ${round}: member_added's version`);
 
     const leaves = await Promise.all(tabs.map((tab) => leave(user, raceRoom, tab)));
     for (const r of leaves) {
@@ -143,6 +152,7 @@ Deno.test(`two tabs joining at once, then leaving at once: one announcement each
     );
     const removed = await broadcasts(raceRoom, "presence:member_removed", user.id);
     assert.equal(removed.length, 1, `round ${round}: one presence:member_removed row`);
+    assert.equal(removed[0].version, 2 * round + 2, `round ${round}: member_removed's version`);
     const left = await withDb((sql) =>
       sql`select (select count(*)::int from private.presence_members
                   where room_id = ${raceRoom} and user_id = ${user.id}) as members,
@@ -159,6 +169,8 @@ Deno.test(`two tabs joining at once, then leaving at once: one announcement each
     sql`select total from private.presence_rooms where room_id = ${raceRoom}`
   );
   assert.equal(total, 0, "the room's total is back to 0");
+  const get = await invoke(tabbers[0].client, `presence?room_id=${raceRoom}`);
+  assert.equal(get.body.version, 2 * rounds, "the snapshot's version is the last event's");
 });
 
 Deno.test("validation and rights: each refusal with its status and code", async () => {
@@ -273,6 +285,7 @@ Deno.test("GET returns the detailed Presence to members, 403 to others", async (
   const { status, body } = await invoke(listener.client, `presence?room_id=${getRoom}`);
   assert.equal(status, 200, JSON.stringify(body));
   assert.equal(body.type, "detailed");
+  assert.equal(body.version, 2);
   assert.equal(body.total, 2);
   assert.deepEqual(body.members.map((m: { user_id: string }) => m.user_id), [host.id, listener.id]);
   assert.deepEqual(body.members[0], hostJoin.body.me);
@@ -293,16 +306,23 @@ Deno.test("GET returns the detailed Presence to members, 403 to others", async (
   );
 });
 
-Deno.test("heartbeat answers {expires_at} 60 s ahead; leave of an unknown connection is a no-op", async () => {
+Deno.test("heartbeat answers {expires_at, server_time}, 60 s apart; leave of an unknown connection is a no-op", async () => {
   const joined = await join(listener, getRoom, "beat-tab-1");
   assert.equal(joined.status, 200, JSON.stringify(joined.body));
   const before = Date.now();
   const beat = await heartbeat(listener, getRoom, "beat-tab-1");
   assert.equal(beat.status, 200, JSON.stringify(beat.body));
-  assert.deepEqual(Object.keys(beat.body), ["expires_at"]);
+  assert.deepEqual(Object.keys(beat.body).sort(), ["expires_at", "server_time"]);
   const expiresAt = Date.parse(beat.body.expires_at);
+  const serverTime = beat.body.server_time;
+  assert.equal(typeof serverTime, "number");
+  assert.ok(Number.isInteger(serverTime), `server_time ${serverTime} in epoch ms`);
   // The database's clock and ours: within a few seconds of each other on one machine.
-  assert.ok(Math.abs(expiresAt - (before + 60_000)) < 5_000, `expires_at ${beat.body.expires_at}`);
+  assert.ok(Math.abs(serverTime - before) < 5_000, `server_time ${serverTime}, ours ${before}`);
+  assert.ok(
+    Math.abs(expiresAt - (serverTime + 60_000)) < 1_000,
+    `expires_at ${beat.body.expires_at}`,
+  );
   await expectError(
     heartbeat(listener, getRoom, "never-joined-1"),
     404,
@@ -320,47 +340,22 @@ Deno.test("heartbeat answers {expires_at} 60 s ahead; leave of an unknown connec
   );
 });
 
-/** Waits until `count` backends wait on a lock. */
-async function lockWaiters(count: number) {
-  const deadline = Date.now() + 3000;
-  let n = 0;
-  while (Date.now() < deadline) {
-    n = await withDb(async (sql) => {
-      const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity
-                                where wait_event_type = 'Lock' and datname = current_database()`;
-      return n as number;
-    });
-    if (n >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`${count} backends waiting on a lock, saw ${n}`);
-}
-
 Deno.test("a tab joining while the user's last other tab leaves keeps the member", async () => {
   const first = await join(racer, lockRoom, "lock-tab-1");
   assert.equal(first.status, 200, JSON.stringify(first.body));
   // Hold the member's row so that the join and then the leave queue behind it, in that order.
-  const holder = fixtureDb();
+  const holder = await holdTransaction((tx) =>
+    tx`select 1 from private.presence_members
+       where room_id = ${lockRoom} and user_id = ${racer.id} for update`
+  );
   let joining: ReturnType<typeof join> | undefined;
   let leaving: ReturnType<typeof leave> | undefined;
   try {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((resolve) => (locked = resolve));
-    const held = holder.begin(async (tx) => {
-      await tx`select 1 from private.presence_members
-               where room_id = ${lockRoom} and user_id = ${racer.id} for update`;
-      locked();
-      await released;
-    });
-    await Promise.race([isLocked, held]);
     joining = join(racer, lockRoom, "lock-tab-2");
     await lockWaiters(1);
     leaving = leave(racer, lockRoom, "lock-tab-1");
     await lockWaiters(2);
-    release();
-    await held;
+    await holder.commit();
     const [joined, left] = await Promise.all([joining, leaving]);
     assert.equal(joined.status, 200, JSON.stringify(joined.body));
     assert.equal(left.status, 200, JSON.stringify(left.body));
@@ -375,9 +370,12 @@ Deno.test("a tab joining while the user's last other tab leaves keeps the member
       { joined: false, left: false, connections: 1, member_connections: 1 },
       "lock-tab-2 is live, so the user is still a member with one connection",
     );
+    // Nothing changed for the room: no event, and the version is still that of the first join.
+    assert.equal(joined.body.presence.version, first.body.presence.version);
+    assert.deepEqual(await broadcasts(lockRoom, "presence:member_removed", racer.id), []);
   } finally {
     await joining?.catch(() => {});
     await leaving?.catch(() => {});
-    await holder.end();
+    await holder.close();
   }
 });

@@ -19,7 +19,7 @@ const message = z.object({
   id: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "1 to 64 of A-Z a-z 0-9 : _ -").optional(),
 });
 const body = z.union([
-  z.object({ messages: z.array(message).min(1).max(50) }).strict(),
+  z.object({ messages: z.array(message.strict()).min(1).max(50) }).strict(),
   message.strict(),
 ]);
 

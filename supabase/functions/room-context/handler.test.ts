@@ -1,16 +1,25 @@
 // End to end through the test stack's gateway with the real supabase-js client.
 import assert from "node:assert/strict";
 import { signJwt } from "../../../local/keys.ts";
-import { clientFor, createCast, createRoom, fixtureDb, invoke } from "../../../local/testing.ts";
+import {
+  clientFor,
+  createCast,
+  createRoom,
+  fixtureDb,
+  flushChat,
+  invoke,
+  withDb,
+} from "../../../local/testing.ts";
 
 const sql = fixtureDb();
 const { host, listener, outsider, anonymousListener } = await createCast(sql);
 const room = await createRoom(sql, host, [listener, anonymousListener]);
 const quietRoom = await createRoom(sql, host);
 
-// 60 messages, 12 plays of 3 songs, and a playback state.
+// 60 messages that went out (seq 1..60), 12 plays of 3 songs, and a playback state.
 await sql`insert into public.messages (room_id, user_id, client_id, body)
           select ${room}, ${listener.id}, 'ctx-' || n, 'message ' || n from generate_series(1, 60) as n`;
+await flushChat(sql, room);
 const songs = await sql`insert into public.songs (title, artist, duration_ms)
                         values ('A', 'X', 1000), ('B', 'Y', 2000), ('C', 'Z', 3000) returning id`;
 await sql`insert into public.play_history (room_id, song_id, played_at)
@@ -37,8 +46,8 @@ Deno.test("a member gets the whole late-joiner snapshot in one call", async () =
   // The newest 50 messages, oldest first.
   assert.equal(body.chat.length, 50);
   assert.deepEqual(
-    body.chat.map((m: { body: string }) => m.body),
-    Array.from({ length: 50 }, (_, i) => `message ${i + 11}`),
+    body.chat.map((m: { body: string; seq: number }) => [m.body, m.seq]),
+    Array.from({ length: 50 }, (_, i) => [`message ${i + 11}`, i + 11]),
   );
   assert.deepEqual(Object.keys(body.chat[0]).sort(), [
     "body",
@@ -46,6 +55,7 @@ Deno.test("a member gets the whole late-joiner snapshot in one call", async () =
     "created_at",
     "id",
     "room_id",
+    "seq",
     "user_id",
   ]);
   assert.equal(typeof body.chat[0].id, "number");
@@ -65,7 +75,7 @@ Deno.test("a member gets the whole late-joiner snapshot in one call", async () =
   assert.ok(
     body.playback.server_time >= before - 1000 && body.playback.server_time <= Date.now() + 1000,
   );
-  assert.deepEqual(body.presence, { type: "detailed", total: 0, members: [] });
+  assert.deepEqual(body.presence, { type: "detailed", version: 0, total: 0, members: [] });
   assert.ok(body.server_time >= before - 1000 && body.server_time <= Date.now() + 1000);
 });
 
@@ -80,6 +90,33 @@ Deno.test("chat_limit and history_limit bound the snapshot", async () => {
     "message 60",
   ]);
   assert.equal(body.history.length, 1);
+});
+
+Deno.test("chat is what went out, by seq: not a message still waiting, and a late commit after lower ids", async () => {
+  // One that committed late: stored before another (a lower id) but sent after it (seq 62
+  // after 61); then one still waiting to go out.
+  const [late, early] = await withDb(async (sql) => {
+    const sent = (clientId: string, seq: number) =>
+      sql`insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+          values (${room}, ${listener.id}, ${clientId}, ${clientId}, ${seq}, now())
+          returning id`;
+    const [{ id: late }] = await sent("late", 62);
+    const [{ id: early }] = await sent("early", 61);
+    await sql`insert into public.messages (room_id, user_id, client_id, body)
+              values (${room}, ${listener.id}, 'waiting', 'waiting')`;
+    return [Number(late), Number(early)];
+  });
+  assert.ok(late < early);
+  const { status, body } = await invoke(
+    listener.client,
+    `room-context?room_id=${room}&chat_limit=3`,
+  );
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.deepEqual(
+    body.chat.slice(1).map((m: { body: string; seq: number; id: number }) => [m.body, m.seq, m.id]),
+    [["early", 61, early], ["late", 62, late]],
+  );
+  assert.deepEqual([body.chat[0].body, body.chat[0].seq], ["message 60", 60]);
 });
 
 Deno.test("a room with no chat, plays or playback gives empty lists and null", async () => {

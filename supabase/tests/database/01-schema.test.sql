@@ -1,9 +1,9 @@
 -- =============================================================================
 -- 01-schema: the structure the contract relies on (API.md §2, §3).
 --
--- Tables and columns, the chat idempotency key, the indexes behind the app's queries, RLS on
--- every table, grants per API role and the channel check's function settings. Behaviour is in
--- 02-table-rls and 03-channel-rules.
+-- Tables and columns, the chat idempotency key and broadcast order, the indexes behind the app's
+-- queries, RLS on every table, grants per API role and the channel check's function settings.
+-- Behaviour is in 02-table-rls and 03-channel-rules; the Data API's reach in 09-data-api-boundary.
 --
 -- Notes:
 --  * Privileges are checked with has_table_privilege / has_any_column_privilege, which count
@@ -11,7 +11,7 @@
 --  * Indexes are found by definition, not by name, so a rename does not break the test.
 -- =============================================================================
 begin;
-select plan(37);
+select plan(39);
 
 
 -- -----------------------------------------------------------------------------
@@ -34,8 +34,8 @@ select has_table('private', 'channel_capabilities', 'private.channel_capabilitie
 -- -----------------------------------------------------------------------------
 
 select columns_are('public', 'messages',
-  array['id', 'room_id', 'user_id', 'client_id', 'body', 'created_at', 'broadcast_at'],
-  'public.messages has the contract''s columns, and when each went out in a chat:batch');
+  array['id', 'room_id', 'user_id', 'client_id', 'body', 'created_at', 'seq', 'broadcast_at'],
+  'public.messages has the contract''s columns (seq included), and when each went out in a chat:batch');
 select columns_are('public', 'play_history',
   array['id', 'room_id', 'song_id', 'played_at'],
   'public.play_history has exactly the contract''s columns');
@@ -47,6 +47,8 @@ select ok(
   'messages.id is generated always as identity');
 select col_is_unique('public', 'messages', array['room_id', 'client_id'],
   'messages has a unique key on (room_id, client_id) for idempotent sends');
+select col_is_unique('public', 'messages', array['room_id', 'seq'],
+  'messages has a unique key on (room_id, seq): no seq twice in a room');
 select col_is_pk('public', 'room_members', array['room_id', 'user_id'],
   'room_members is keyed by (room_id, user_id)');
 select fk_ok('public', 'room_members', 'room_id', 'public', 'rooms', 'id',
@@ -65,8 +67,13 @@ select ok(
 select ok(
   exists (select 1 from pg_indexes
           where schemaname = 'public' and tablename = 'messages'
-            and indexdef ~ 'USING btree \(room_id, id DESC\)'),
-  'messages has an index on (room_id, id desc) for a room''s newest chat');
+            and indexdef ~ 'USING btree \(room_id, seq\)'),
+  'messages has an index on (room_id, seq) for a room''s chat in broadcast order, newest or after a seq');
+select ok(
+  exists (select 1 from pg_indexes
+          where schemaname = 'public' and tablename = 'messages'
+            and indexdef ~ 'USING btree \(room_id, id\) WHERE \(seq IS NULL\)'),
+  'messages has an index on (room_id, id) of the unsent messages, for a flush to find what waits');
 select ok(
   exists (select 1 from pg_indexes
           where schemaname = 'public' and tablename = 'play_history'
@@ -157,9 +164,9 @@ select ok(
 select is_empty(
   $$ select p.oid::regprocedure::text
      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'private') and p.prosecdef
+     where n.nspname in ('public', 'private', 'edge') and p.prosecdef
        and not exists (select 1 from unnest(p.proconfig) as s where s like 'search_path=%') $$,
-  'every security definer function in public and private pins its search_path');
+  'every security definer function in public, private and edge pins its search_path');
 
 
 select ok(

@@ -8,17 +8,20 @@
 --    realtime.messages.
 --  * edge.channel_history is called as the API roles (tests.authenticate_as), always after
 --    tests.clear_authentication() (the helpers read auth.users, which the API roles cannot).
---  * Fixtures that are not under test (users, rooms, chat) are written as postgres. Chat ids
---    come from an identity column, so they are found again by client_id.
+--  * Fixtures that are not under test (users, rooms, chat) are written as postgres. Chat is
+--    written as a flush leaves it (seq and broadcast_at set; 07 tests the flush): history serves
+--    only what went out. Chat ids come from an identity column, so they are found again by
+--    client_id.
 --  * pg_temp.published keeps the ids private.publish returned; pg_temp.pages keeps history
 --    pages read as a member, so they can be compared after switching users.
 --
--- Rooms:  ...0001 main room (publish, chat pages, queue, playback)   ...0002 chat with fixed times
+-- Rooms:  ...0001 main room (publish, chat pages, after_seq, queue, playback)
+--         ...0002 chat with fixed times
 --         ...0003 chat for rewind by time                             ...0004 105 recent messages
 --         ...0005 chat at the edges of a time range
 -- =============================================================================
 begin;
-select plan(60);
+select plan(69);
 select tests.allow_edge_calls();
 
 select tests.create_user('history-host');
@@ -50,11 +53,6 @@ language sql immutable as $$
   select coalesce(array_agg(i.item -> 'data' ->> 'client_id' order by i.n), '{}')
   from jsonb_array_elements(result -> 'items') with ordinality as i (item, n)
 $$;
--- The id of a chat message, by client_id.
-create function pg_temp.chat_id(client text) returns bigint
-language sql stable as $$
-  select m.id from public.messages m where m.client_id = chat_id.client
-$$;
 create function pg_temp.published_id(key text) returns bigint
 language sql stable as $$
   select p.id from pg_temp.published p where p.name = published_id.key
@@ -65,8 +63,8 @@ language sql stable as $$
 $$;
 -- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
 -- API roles.
-grant execute on function pg_temp.client_ids(jsonb), pg_temp.chat_id(text),
-  pg_temp.published_id(text), pg_temp.page(text) to public;
+grant execute on function pg_temp.client_ids(jsonb), pg_temp.published_id(text), pg_temp.page(text)
+  to public;
 
 
 -- -----------------------------------------------------------------------------
@@ -215,11 +213,11 @@ select tests.clear_authentication();
 
 
 -- -----------------------------------------------------------------------------
--- Chat history (the messages table): order, limits, pages
+-- Chat history (the messages table): order by seq, limits, pages
 -- -----------------------------------------------------------------------------
 
-insert into public.messages (room_id, user_id, client_id, body)
-select '05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-' || n, 'Message ' || n
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+select '05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-' || n, 'Message ' || n, n, now()
 from generate_series(1, 5) as n;
 
 select tests.authenticate_as('history-listener');
@@ -233,66 +231,70 @@ select is(
   array['page-1', 'page-2', 'page-3', 'page-4', 'page-5'],
   'chat history forwards is oldest first');
 
--- Backwards in pages of 2, with messages arriving between the pages.
+-- Backwards in pages of 2, with messages going out between the pages.
 insert into pg_temp.pages values
   ('back 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2));
 
 select tests.clear_authentication();
-insert into public.messages (room_id, user_id, client_id, body)
-values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-6', 'Message 6');
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-6', 'Message 6', 6, now());
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
   ('back 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
-                                    after_id => (pg_temp.page('back 1') -> 'items' -> -1 ->> 'id')::bigint));
+                                  after_key => (pg_temp.page('back 1') ->> 'next_after_key')::bigint));
 
 select tests.clear_authentication();
-insert into public.messages (room_id, user_id, client_id, body)
-values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-7', 'Message 7');
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-7', 'Message 7', 7, now());
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
   ('back 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
-                                    after_id => (pg_temp.page('back 2') -> 'items' -> -1 ->> 'id')::bigint));
+                                  after_key => (pg_temp.page('back 2') ->> 'next_after_key')::bigint));
 
 select is(pg_temp.client_ids(pg_temp.page('back 1')), array['page-5', 'page-4'],
   'a backwards page holds at most max_items, newest first');
 select is(pg_temp.page('back 1') -> 'has_more', 'true'::jsonb,
   'has_more is true when older messages exist');
+select is(pg_temp.page('back 1') -> 'next_after_key', '4'::jsonb,
+  'a chat page''s next_after_key is the seq of its last item');
 select is(
   pg_temp.client_ids(pg_temp.page('back 1')) || pg_temp.client_ids(pg_temp.page('back 2'))
     || pg_temp.client_ids(pg_temp.page('back 3')),
   array['page-5', 'page-4', 'page-3', 'page-2', 'page-1'],
-  'backwards pages continue after after_id: no message twice, none skipped, new ones not mixed in');
+  'backwards pages continue after next_after_key: no message twice, none skipped, new ones not mixed in');
 select is(pg_temp.page('back 2') -> 'has_more', 'true'::jsonb,
   'has_more stays true on a middle page');
-select is(pg_temp.page('back 3') -> 'has_more', 'false'::jsonb,
-  'has_more is false on the last page');
+select is(
+  jsonb_build_object('has_more', pg_temp.page('back 3') -> 'has_more', 'next_after_key', pg_temp.page('back 3') -> 'next_after_key'),
+  '{"has_more": false, "next_after_key": null}'::jsonb,
+  'the last page has has_more false and no next_after_key');
 
--- Forwards in pages of 3, with messages arriving between the pages.
+-- Forwards in pages of 3, with messages going out between the pages.
 insert into pg_temp.pages values
   ('fwd 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
-                                   direction => 'forwards'));
+                                 direction => 'forwards'));
 
 select tests.clear_authentication();
-insert into public.messages (room_id, user_id, client_id, body)
-values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-8', 'Message 8');
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-8', 'Message 8', 8, now());
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
   ('fwd 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
-                                   direction => 'forwards',
-                                   after_id => (pg_temp.page('fwd 1') -> 'items' -> -1 ->> 'id')::bigint));
+                                 direction => 'forwards',
+                                 after_key => (pg_temp.page('fwd 1') ->> 'next_after_key')::bigint));
 
 select tests.clear_authentication();
-insert into public.messages (room_id, user_id, client_id, body)
-values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-9', 'Message 9');
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-9', 'Message 9', 9, now());
 select tests.authenticate_as('history-listener');
 
 insert into pg_temp.pages values
   ('fwd 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
-                                   direction => 'forwards',
-                                   after_id => (pg_temp.page('fwd 2') -> 'items' -> -1 ->> 'id')::bigint));
+                                 direction => 'forwards',
+                                 after_key => (pg_temp.page('fwd 2') ->> 'next_after_key')::bigint));
 
 select is(pg_temp.client_ids(pg_temp.page('fwd 1')), array['page-1', 'page-2', 'page-3'],
   'a forwards page holds at most max_items, oldest first');
@@ -300,7 +302,7 @@ select is(
   pg_temp.client_ids(pg_temp.page('fwd 1')) || pg_temp.client_ids(pg_temp.page('fwd 2'))
     || pg_temp.client_ids(pg_temp.page('fwd 3')),
   array['page-1', 'page-2', 'page-3', 'page-4', 'page-5', 'page-6', 'page-7', 'page-8', 'page-9'],
-  'forwards pages continue after after_id and reach the messages that arrived meanwhile, each once');
+  'forwards pages continue after next_after_key and reach the messages that went out meanwhile, each once');
 select is(
   array[pg_temp.page('fwd 1') -> 'has_more', pg_temp.page('fwd 2') -> 'has_more', pg_temp.page('fwd 3') -> 'has_more'],
   array['true'::jsonb, 'true'::jsonb, 'false'::jsonb],
@@ -313,30 +315,88 @@ select is(
 
 
 -- -----------------------------------------------------------------------------
+-- Chat history after_seq: exactly what a client that saw seq N missed
+-- -----------------------------------------------------------------------------
+
+-- page-10 is stored but waits for its batch: no seq yet.
+select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body)
+values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-10', 'Message 10');
+select tests.authenticate_as('history-listener');
+
+insert into pg_temp.pages values
+  ('after 6', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 6)),
+  ('seq 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 0, max_items => 4));
+insert into pg_temp.pages values
+  ('seq 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 4,
+                                 after_seq => (pg_temp.page('seq 1') ->> 'next_after_key')::bigint));
+insert into pg_temp.pages values
+  ('seq 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 4,
+                                 after_seq => (pg_temp.page('seq 2') ->> 'next_after_key')::bigint));
+
+select is(
+  pg_temp.client_ids(pg_temp.page('after 6')),
+  array['page-7', 'page-8', 'page-9'],
+  'after_seq 6 gives seq 7, 8, 9, oldest first, and not the message still waiting for its batch');
+select is(
+  jsonb_build_object('has_more', pg_temp.page('after 6') -> 'has_more', 'next_after_key', pg_temp.page('after 6') -> 'next_after_key'),
+  '{"has_more": false, "next_after_key": null}'::jsonb,
+  'after_seq up to the newest message that went out: has_more false, no next_after_key');
+select is(
+  pg_temp.client_ids(pg_temp.page('seq 1')) || pg_temp.client_ids(pg_temp.page('seq 2'))
+    || pg_temp.client_ids(pg_temp.page('seq 3')),
+  array['page-1', 'page-2', 'page-3', 'page-4', 'page-5', 'page-6', 'page-7', 'page-8', 'page-9'],
+  'after_seq pages of max_items, each from the last one''s next_after_key: every message once, in seq order');
+select is(
+  jsonb_build_array(pg_temp.page('seq 1') -> 'has_more', pg_temp.page('seq 1') -> 'next_after_key',
+                    pg_temp.page('seq 2') -> 'has_more', pg_temp.page('seq 2') -> 'next_after_key',
+                    pg_temp.page('seq 3') -> 'has_more', pg_temp.page('seq 3') -> 'next_after_key'),
+  '[true, 4, true, 8, false, null]'::jsonb,
+  'after_seq pages: has_more and next_after_key (the last seq of the page) until the last page');
+select is(
+  pg_temp.client_ids(edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 6,
+                                          direction => 'backwards')),
+  array['page-7', 'page-8', 'page-9'],
+  'after_seq reads forwards, oldest first, whatever the direction');
+select is(
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 9) -> 'items',
+  '[]'::jsonb,
+  'after_seq at the newest seq that went out: nothing to fetch yet');
+select throws_ok(
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', after_seq => 0) $$,
+  'WS400', 'invalid_request',
+  'after_seq on a channel that is not chat is refused');
+select throws_ok(
+  $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => -1) $$,
+  'WS400', 'invalid_request',
+  'a negative after_seq is refused');
+
+
+-- -----------------------------------------------------------------------------
 -- Chat history: time ranges, rewind, item shape
 -- -----------------------------------------------------------------------------
 
 select tests.clear_authentication();
-insert into public.messages (room_id, user_id, client_id, body, created_at)
+insert into public.messages (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
 select '05a00000-0000-4000-8000-000000000002', tests.uid('history-host'), 'time-' || n, 'At minute ' || n,
-       timestamptz '2026-01-01 00:00:00+00' + n * interval '1 minute'
+       timestamptz '2026-01-01 00:00:00+00' + n * interval '1 minute', n, now()
 from generate_series(1, 5) as n;
-insert into public.messages (room_id, user_id, client_id, body, created_at)
+insert into public.messages (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
 select '05a00000-0000-4000-8000-000000000003', tests.uid('history-host'), 'rewind-' || n, 'Rewind ' || n,
-       now() - ago
+       now() - ago, n, now()
 from (values (1, interval '10 minutes'), (2, interval '5 minutes'), (3, interval '30 seconds'),
              (4, interval '20 seconds'), (5, interval '10 seconds')) as t (n, ago);
-insert into public.messages (room_id, user_id, client_id, body, created_at)
+insert into public.messages (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
 select '05a00000-0000-4000-8000-000000000004', tests.uid('history-host'), 'busy-' || n, 'Busy ' || n,
-       now() - (106 - n) * interval '100 milliseconds'
+       now() - (106 - n) * interval '100 milliseconds', n, now()
 from generate_series(1, 105) as n;
 -- Timestamps reach clients in whole milliseconds: one at 00:04:00.0009 shows as 00:04:00.000.
-insert into public.messages (room_id, user_id, client_id, body, created_at)
-select '05a00000-0000-4000-8000-000000000005', tests.uid('history-host'), client_id, client_id, at
-from (values ('edge-before', timestamptz '2026-01-01 00:01:59.999+00'),
-             ('edge-start', timestamptz '2026-01-01 00:02:00+00'),
-             ('edge-end', timestamptz '2026-01-01 00:04:00.0009+00'),
-             ('edge-after', timestamptz '2026-01-01 00:04:00.001+00')) as t (client_id, at);
+insert into public.messages (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
+select '05a00000-0000-4000-8000-000000000005', tests.uid('history-host'), client_id, client_id, at, n, now()
+from (values (1, 'edge-before', timestamptz '2026-01-01 00:01:59.999+00'),
+             (2, 'edge-start', timestamptz '2026-01-01 00:02:00+00'),
+             (3, 'edge-end', timestamptz '2026-01-01 00:04:00.0009+00'),
+             (4, 'edge-after', timestamptz '2026-01-01 00:04:00.001+00')) as t (n, client_id, at);
 select tests.authenticate_as('history-listener');
 
 select is(
@@ -371,11 +431,11 @@ select is(
   edge.channel_history('room:05a00000-0000-4000-8000-000000000002:chat', max_items => 1) -> 'items' -> 0,
   (select jsonb_build_object(
      'id', m.id, 'event', 'chat:message',
-     'data', jsonb_build_object('id', m.id, 'room_id', m.room_id, 'user_id', m.user_id,
+     'data', jsonb_build_object('id', m.id, 'seq', 5, 'room_id', m.room_id, 'user_id', m.user_id,
                                 'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at),
      'timestamp', extract(epoch from timestamptz '2026-01-01 00:05:00+00')::bigint * 1000)
    from public.messages m where m.client_id = 'time-5'),
-  'a chat item is {id, event: chat:message, data: the Message, timestamp in epoch ms}');
+  'a chat item is {id, event: chat:message, data: the Message with its seq, timestamp in epoch ms}');
 
 
 -- -----------------------------------------------------------------------------
@@ -433,7 +493,7 @@ select is(
   jsonb_build_object('items', jsonb_build_array(jsonb_build_object(
     'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
     'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
-    'has_more', false),
+    'has_more', false, 'next_after_key', null),
   'max_items 1 on a playback channel gives its last published state');
 select throws_ok(
   $$ select edge.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 2) $$,

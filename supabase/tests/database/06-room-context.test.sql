@@ -4,7 +4,8 @@
 -- Notes:
 --  * Callers are set with tests.authenticate_as / tests.act_as, always after
 --    tests.clear_authentication() (the helpers read auth.users, which the API roles cannot).
---  * Fixtures (users, rooms, songs, chat, plays, playback) are written as postgres.
+--  * Fixtures (users, rooms, songs, chat, plays, playback) are written as postgres. Chat that
+--    went out is written as a flush leaves it (seq and broadcast_at set; 07 tests the flush).
 --
 -- Rooms:  ...0001 a public room with chat, plays and playback   ...0002 an empty private room
 -- =============================================================================
@@ -29,9 +30,13 @@ insert into public.songs (id, title, artist, duration_ms) values
   ('06c0c0de-0000-4000-8000-000000000002', 'Second Song', 'Second Artist', 202000),
   ('06c0c0de-0000-4000-8000-000000000003', 'Third Song', 'Third Artist', 223000);
 
+-- Seven messages went out as seq 1..7; the last of them has the lowest id (its transaction took
+-- an id first and committed after the others). One more is stored and waits for its batch.
+insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+select '06c00000-0000-4000-8000-000000000001', tests.uid('context-host'), 'context-' || n, 'Message ' || n, n, now()
+from (values (7), (1), (2), (3), (4), (5), (6)) as t (n);
 insert into public.messages (room_id, user_id, client_id, body)
-select '06c00000-0000-4000-8000-000000000001', tests.uid('context-host'), 'context-' || n, 'Message ' || n
-from generate_series(1, 7) as n;
+values ('06c00000-0000-4000-8000-000000000001', tests.uid('context-host'), 'context-waiting', 'Not sent yet');
 
 -- Plays inserted out of order: the newest is by played_at.
 insert into public.play_history (room_id, song_id, played_at) values
@@ -73,17 +78,19 @@ select is(
   (select array_agg(m ->> 'client_id' order by n)
    from jsonb_array_elements(pg_temp.snapshot('member') -> 'chat') with ordinality as t (m, n)),
   array['context-3', 'context-4', 'context-5', 'context-6', 'context-7'],
-  'chat is the newest chat_limit messages, oldest first');
+  'chat is the newest chat_limit messages that went out, oldest first by seq (not by id)');
 select is(
   pg_temp.snapshot('member') -> 'chat' -> -1,
-  (select jsonb_build_object('id', m.id, 'room_id', m.room_id, 'user_id', m.user_id,
+  (select jsonb_build_object('id', m.id, 'seq', 7, 'room_id', m.room_id, 'user_id', m.user_id,
                              'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at)
    from public.messages m where m.client_id = 'context-7'),
-  'a chat item is a Message: id, room_id, user_id, client_id, body, created_at');
+  'a chat item is a Message: id, seq, room_id, user_id, client_id, body, created_at');
 select is(
-  jsonb_array_length(edge.room_context('06c00000-0000-4000-8000-000000000001') -> 'chat'),
-  7,
-  'by default chat holds up to 50 messages');
+  (select array_agg((m ->> 'seq')::int order by n)
+   from jsonb_array_elements(edge.room_context('06c00000-0000-4000-8000-000000000001') -> 'chat')
+        with ordinality as t (m, n)),
+  array[1, 2, 3, 4, 5, 6, 7],
+  'by default chat holds up to 50 messages: all seven that went out, not the one waiting for its batch');
 select is(
   (select array_agg(h -> 'song' ->> 'title' order by n)
    from jsonb_array_elements(pg_temp.snapshot('member') -> 'history') with ordinality as t (h, n)),
@@ -110,8 +117,8 @@ select ok(
   'playback carries server_time, the server''s clock in epoch ms');
 select is(
   pg_temp.snapshot('member') -> 'presence',
-  '{"type": "detailed", "total": 0, "members": []}'::jsonb,
-  'presence is a detailed snapshot with nobody present');
+  '{"type": "detailed", "version": 0, "total": 0, "members": []}'::jsonb,
+  'presence is a detailed snapshot with nobody present, at version 0');
 select ok(
   jsonb_typeof(pg_temp.snapshot('member') -> 'server_time') = 'number'
   and abs((pg_temp.snapshot('member') ->> 'server_time')::numeric

@@ -1,24 +1,31 @@
 -- =============================================================================
--- 07-chat-and-playback: edge.send_chat (chat-send) and edge.set_playback (playback), with
--- their broadcast windows, batching, conflation and rate limits (API.md §3, §4).
+-- 07-chat-and-playback: edge.send_chat (chat-send) and the flushes that number and send chat,
+-- edge.set_playback (playback) and its conflation window, and their rate limits (API.md §2-§4).
 --
 -- Notes:
 --  * send_chat / set_playback run as the caller (tests.authenticate_as, always after
 --    tests.clear_authentication(): the helpers read auth.users); their answers are kept in
 --    pg_temp.answers so they can be checked as postgres afterwards.
 --  * The flushers (private.flush_window, private.flush_due_windows) are the backend's and run as
---    postgres. A window is made due with an UPDATE of its due_at: no test waits on the clock.
+--    postgres. The chat batch interval is a minute in this file, so that no interval passes
+--    while it runs; pg_temp.interval_passed moves a room's last batch a minute back. A playback
+--    window is made due with an UPDATE of its due_at. No test waits on the clock.
 --  * Broadcasts are rows in realtime.messages, found by topic and event. realtime.send adds an
 --    `id` to every payload; the rule's max_payload_bytes applies to the payload without it.
+--  * A message whose transaction commits late took its id before messages that went out ahead
+--    of it: simulated by taking an id from the identity first and writing the row with it
+--    (overriding system value) once the others have gone out.
 --  * Fixtures that are not under test (users, rooms, songs, chat that is already waiting) are
---    written as postgres. Changes to channel rules are undone before the next section.
+--    written as postgres. Changes to channel rules are undone before the next section, except
+--    the batch interval.
 --
--- Rooms:  ...0001 chat: send, duplicates, push, flush, errors   ...0002 250 waiting messages
---         ...0003 batches cut by max_payload_bytes               ...0004 the sweeper
---         ...0005 rate limit                                      ...0006 playback
+-- Rooms:  ...0001 chat: send, duplicates, push, flush, interval, errors, invariants
+--         ...0002 250 waiting messages                 ...0003 batches cut by max_payload_bytes
+--         ...0004 the sweeper                          ...0005 rate limit
+--         ...0006 playback                             ...0007 a message that commits late
 -- =============================================================================
 begin;
-select plan(71);
+select plan(85);
 select tests.allow_edge_calls();
 
 select tests.create_user('chat-host');
@@ -34,12 +41,13 @@ insert into public.rooms (id, name, host_id) values
   ('07c00000-0000-4000-8000-000000000003', 'Long chat room', tests.uid('chat-host')),
   ('07c00000-0000-4000-8000-000000000004', 'Abandoned chat room', tests.uid('chat-host')),
   ('07c00000-0000-4000-8000-000000000005', 'Rate limited room', tests.uid('chat-host')),
-  ('07c00000-0000-4000-8000-000000000006', 'Playback room', tests.uid('chat-host'));
+  ('07c00000-0000-4000-8000-000000000006', 'Playback room', tests.uid('chat-host')),
+  ('07c00000-0000-4000-8000-000000000007', 'Late chat room', tests.uid('chat-host'));
 insert into public.room_members (room_id, user_id, role)
 select room_id::uuid, tests.uid(who), 'listener'
 from (values ('07c00000-0000-4000-8000-000000000001'), ('07c00000-0000-4000-8000-000000000002'),
              ('07c00000-0000-4000-8000-000000000003'), ('07c00000-0000-4000-8000-000000000004'),
-             ('07c00000-0000-4000-8000-000000000006')) as r (room_id)
+             ('07c00000-0000-4000-8000-000000000006'), ('07c00000-0000-4000-8000-000000000007')) as r (room_id)
 cross join (values ('chat-member'), ('chat-guest')) as u (who);
 insert into public.room_members (room_id, user_id, role) values
   ('07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'listener'),
@@ -48,6 +56,8 @@ insert into public.room_members (room_id, user_id, role) values
 insert into public.songs (id, title, artist, duration_ms) values
   ('07c0c0de-0000-4000-8000-000000000001', 'Window Song', 'The Batches', 200000),
   ('07c0c0de-0000-4000-8000-000000000002', 'Conflation Blues', 'The Batches', 180000);
+
+update private.channel_rules set batch_interval_ms = 60000 where namespace = 'room' and kind = 'chat';
 
 create temp table answers (name text primary key, answer jsonb);
 grant select, insert on answers to public;
@@ -88,11 +98,11 @@ $$;
 grant execute on function pg_temp.answer(text), pg_temp.chat(text, int), pg_temp.accepted_client_ids(jsonb),
   pg_temp.send_chat_error(uuid, jsonb) to public;
 
--- The chat:batch broadcasts of a room, without realtime's id, ordered by their first message (every
--- row of a transaction has the same inserted_at).
+-- The chat:batch broadcasts of a room, without realtime's id, ordered by their first message's
+-- seq (every row of a transaction has the same inserted_at).
 create function pg_temp.batches(room uuid) returns jsonb
 language sql stable as $$
-  select coalesce(jsonb_agg(r.payload - 'id' order by (r.payload -> 'messages' -> 0 ->> 'id')::bigint), '[]')
+  select coalesce(jsonb_agg(r.payload - 'id' order by (r.payload -> 'messages' -> 0 ->> 'seq')::bigint), '[]')
   from realtime.messages r
   where r.topic = 'room:' || room || ':chat' and r.event = 'chat:batch'
 $$;
@@ -102,22 +112,44 @@ language sql immutable as $$
   select coalesce(array_agg(m.item ->> 'client_id' order by m.n), '{}')
   from jsonb_array_elements(batch -> 'messages') with ordinality as m (item, n)
 $$;
+-- The seqs of a room's batches, batch after batch, each in its own order: 1..N when every
+-- batch is ascending, continues where the one before ended, and no seq is missing or repeated.
+create function pg_temp.broadcast_seqs(room uuid) returns int[]
+language sql stable as $$
+  select coalesce(array_agg((m.item ->> 'seq')::int order by b.n, m.n), '{}')
+  from jsonb_array_elements(pg_temp.batches(room)) with ordinality as b (batch, n)
+  cross join jsonb_array_elements(b.batch -> 'messages') with ordinality as m (item, n)
+$$;
+-- How many of a room's messages wait for their batch (no seq yet).
+create function pg_temp.unsent(room uuid) returns int
+language sql stable as $$
+  select count(*)::int from public.messages m where m.room_id = room and m.seq is null
+$$;
+-- As if the room's last interval batch left a minute ago: its next one may go.
+create function pg_temp.interval_passed(room uuid) returns void
+language sql as $$
+  update private.chat_flushes f set last_batch_at = f.last_batch_at - interval '1 minute' where f.room_id = room
+$$;
 -- The playback:position broadcasts of a room.
 create function pg_temp.playback_broadcasts(room uuid) returns int
 language sql stable as $$
   select count(*)::int from realtime.messages r
   where r.topic = 'room:' || room || ':playback' and r.event = 'playback:position'
 $$;
--- {messages: the room's waiting messages} limited to the first n, as flush_chat would publish them.
+-- The bytes of {messages: the first n messages waiting in a room}, numbered on from the room's
+-- highest seq, as flush_chat would publish them.
 create function pg_temp.waiting_payload_bytes(room uuid, n int) returns int
 language sql stable as $$
-  select octet_length(jsonb_build_object('messages', jsonb_agg(private.message_json(w) order by w.id))::text)
-  from (select * from public.messages m where m.room_id = room and m.broadcast_at is null order by m.id limit n) as w
+  select octet_length(jsonb_build_object('messages',
+           jsonb_agg(private.message_json(w.m) || jsonb_build_object('seq', w.seq) order by w.seq))::text)
+  from (select m, (select coalesce(max(s.seq), 0) from public.messages s where s.room_id = room)
+                  + row_number() over (order by m.id) as seq
+        from public.messages m where m.room_id = room and m.seq is null order by m.id limit n) as w
 $$;
 
 
 -- -----------------------------------------------------------------------------
--- send_chat as a member
+-- send_chat as a member: stored at once, sent later
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('chat-member');
@@ -150,19 +182,21 @@ select is(
   'chat waiting for its batch is not in history yet (history is what went out)');
 select tests.clear_authentication();
 select results_eq(
-  $$ select client_id, body, user_id, broadcast_at from public.messages
+  $$ select client_id, body, user_id, seq, broadcast_at from public.messages
      where room_id = '07c00000-0000-4000-8000-000000000001' order by id $$,
-  $$ values ('first-b'::text, 'Hello'::text, tests.uid('chat-member'), null::timestamptz),
-            ('first-a', 'World', tests.uid('chat-member'), null),
-            ('second-a', 'Third', tests.uid('chat-member'), null) $$,
-  'the messages are stored once each, as the caller, waiting for their broadcast (broadcast_at null)');
+  $$ values ('first-b'::text, 'Hello'::text, tests.uid('chat-member'), null::bigint, null::timestamptz),
+            ('first-a', 'World', tests.uid('chat-member'), null, null),
+            ('second-a', 'Third', tests.uid('chat-member'), null, null) $$,
+  'the messages are stored once each, as the caller, waiting for their batch (no seq, broadcast_at null)');
 select is(
-  jsonb_build_object('channel', pg_temp.answer('first') -> 'channel', 'flush_in_ms', pg_temp.answer('first') -> 'flush_in_ms',
-                     'flush_now', pg_temp.answer('first') -> 'flush_now'),
-  '{"channel": "room:07c00000-0000-4000-8000-000000000001:chat", "flush_in_ms": 100, "flush_now": false}'::jsonb,
-  'the call that opens the chat window is told to flush it in batch_interval_ms (100)');
-select is(pg_temp.answer('second') -> 'flush_in_ms', 'null'::jsonb,
-  'a second call while the window is open is not told to flush (flush_in_ms null)');
+  jsonb_build_object('keys', (select jsonb_agg(k order by k) from jsonb_object_keys(pg_temp.answer('first')) as k),
+                     'channel', pg_temp.answer('first') -> 'channel'),
+  '{"keys": ["accepted", "channel", "flush_in_ms"], "channel": "room:07c00000-0000-4000-8000-000000000001:chat"}'::jsonb,
+  'send_chat answers {accepted, channel, flush_in_ms}: the channel the caller flushes');
+select is(
+  jsonb_build_array(pg_temp.answer('first') -> 'flush_in_ms', pg_temp.answer('second') -> 'flush_in_ms'),
+  '[0, 0]'::jsonb,
+  'in a room that has had no batch yet, every call is told to flush at once (flush_in_ms 0)');
 select is(pg_temp.answer('second') -> 'accepted' -> 1, (pg_temp.answer('first') -> 'accepted' -> 0) || '{"duplicate": true}',
   'a resent client_id answers the stored message (same id, created_at) with duplicate true');
 select is(pg_temp.answer('second') -> 'accepted' -> 2, (pg_temp.answer('second') -> 'accepted' -> 0) || '{"duplicate": true}',
@@ -177,53 +211,49 @@ select results_eq(
 insert into public.messages (room_id, user_id, client_id, body)
 values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'direct-1', 'Written directly');
 select ok(
-  (select broadcast_at is not null from public.messages where client_id = 'direct-1'),
-  'a message written without send_chat counts as broadcast already (broadcast_at set by default)');
+  (select seq is null and broadcast_at is null from public.messages where client_id = 'direct-1'),
+  'a message written without send_chat waits for the next flush like any other (no seq, broadcast_at null)');
 
 
 -- -----------------------------------------------------------------------------
--- Flushing a chat window
+-- Flushing chat: what waits goes out numbered seq 1, 2, 3, ...
 -- -----------------------------------------------------------------------------
 
-update private.broadcast_windows set due_at = clock_timestamp() + interval '5 seconds'
-where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
-select ok(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat') between 1 and 5000,
-  'flushing a window that is not due yet returns the milliseconds until it is');
-select ok(
-  pg_temp.batches('07c00000-0000-4000-8000-000000000001') = '[]'
-  and exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000001:chat'),
-  'a window that is not due sends nothing and stays open');
+insert into answers values
+  ('flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
 
-update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
-where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
-select is(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'), null::int,
-  'flushing a due window with nothing left over returns null');
+select is(pg_temp.answer('flush 1'), null,
+  'a flush that sends everything waiting returns null: nothing to call it again for');
 select is(jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')), 1,
   'the flush sends exactly one chat:batch on room:{id}:chat');
 select is(
   pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 0,
   jsonb_build_object('messages', (
-    select jsonb_agg(jsonb_build_object('id', m.id, 'room_id', m.room_id, 'user_id', m.user_id,
+    select jsonb_agg(jsonb_build_object('id', m.id, 'seq', m.position, 'room_id', m.room_id, 'user_id', m.user_id,
                                         'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at)
-                     order by m.id)
-    from public.messages m where m.client_id in ('first-b', 'first-a', 'second-a'))),
-  'the batch is {messages: the waiting Messages in ascending id}, without the message written directly');
-select ok(
-  not exists (select 1 from public.messages where room_id = '07c00000-0000-4000-8000-000000000001' and broadcast_at is null)
-  and not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000001:chat'),
-  'the flush marks the messages broadcast and closes the window');
-select is(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'), null::int,
-  'flushing again finds no window');
-select is(jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')), 1,
-  'flushing again sends nothing');
+                     order by m.position)
+    from (select n.*, row_number() over (order by n.id) as position
+          from public.messages n where n.room_id = '07c00000-0000-4000-8000-000000000001') as m)),
+  'the batch is {messages: every waiting Message, the one written directly too, as seq 1..4 in the order they were stored}');
+select results_eq(
+  $$ select client_id, seq, broadcast_at is not null from public.messages
+     where room_id = '07c00000-0000-4000-8000-000000000001' order by id $$,
+  $$ values ('first-b'::text, 1::bigint, true), ('first-a', 2, true), ('second-a', 3, true), ('direct-1', 4, true) $$,
+  'each message keeps the seq it went out with, and when it went out (broadcast_at)');
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000001');
+insert into answers values
+  ('flush again', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select is(
+  jsonb_build_array(pg_temp.answer('flush again'), jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001'))),
+  '[null, 1]'::jsonb,
+  'a flush with nothing waiting sends nothing and returns null, even once the interval has passed');
 
 -- A retry after the broadcast.
 select tests.authenticate_as('chat-member');
 insert into answers values
   ('resend', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "first-a", "body": "World"}]'));
 select tests.clear_authentication();
-update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
-where channel = 'room:07c00000-0000-4000-8000-000000000001:chat';
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000001');
 select private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat');
 
 select is(
@@ -232,6 +262,53 @@ select is(
   jsonb_build_object('accepted', jsonb_build_array((pg_temp.answer('first') -> 'accepted' -> 1) || '{"duplicate": true}'),
                      'batches', 1),
   'a resend after the broadcast is a duplicate and is never broadcast again');
+
+
+-- -----------------------------------------------------------------------------
+-- The batching interval: one batch per room per interval
+-- -----------------------------------------------------------------------------
+
+-- The resend's flush found nothing to send: the room's last batch is still the first one, and
+-- its interval has passed.
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('after', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "interval-1", "body": "Now"}]'));
+select tests.clear_authentication();
+insert into answers values
+  ('in time', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+
+select is(pg_temp.answer('after') -> 'flush_in_ms', '0'::jsonb,
+  'once the room''s interval has passed send_chat is told to flush at once (flush_in_ms 0)');
+select is(
+  jsonb_build_array(pg_temp.answer('in time'), pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1),
+                    pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1 -> 'messages' -> 0 -> 'seq'),
+  '[null, ["interval-1"], 5]'::jsonb,
+  'the flush sends it at once in a second batch, as seq 5: on from where the first batch ended');
+
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('within', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "interval-2", "body": "Soon"}]'));
+select tests.clear_authentication();
+insert into answers values
+  ('too soon', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+
+select ok((pg_temp.answer('within') ->> 'flush_in_ms')::int between 50000 and 60000,
+  'within the room''s interval send_chat is told when it ends (flush_in_ms: what is left of the minute)');
+select ok(
+  (pg_temp.answer('too soon') #>> '{}')::int between 50000 and 60000
+  and jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')) = 2
+  and pg_temp.unsent('07c00000-0000-4000-8000-000000000001') = 1,
+  'a second flush within the interval sends nothing and returns the milliseconds left');
+
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000001');
+insert into answers values
+  ('next interval', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select is(
+  jsonb_build_array(pg_temp.answer('next interval'),
+                    pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 2),
+                    pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000001')),
+  '[null, ["interval-2"], [1, 2, 3, 4, 5, 6]]'::jsonb,
+  'once the interval has passed the next flush sends it as seq 6: three batches, seq 1..6 without a hole');
 
 
 -- -----------------------------------------------------------------------------
@@ -308,16 +385,59 @@ update private.channel_rules set push = true where namespace = 'room' and kind =
 
 select is(
   (select array_agg(client_id order by id) from public.messages where room_id = '07c00000-0000-4000-8000-000000000001'),
-  array['first-b', 'first-a', 'second-a', 'direct-1'],
+  array['first-b', 'first-a', 'second-a', 'direct-1', 'interval-1', 'interval-2'],
   'nothing from a refused request is stored');
 
 
 -- -----------------------------------------------------------------------------
--- Full batches: 250 waiting messages
+-- The table's invariants, for every writer (not only send_chat's validation)
 -- -----------------------------------------------------------------------------
 
-insert into public.messages (room_id, user_id, client_id, body, broadcast_at)
-select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || lpad(n::text, 3, '0'), 'Busy ' || n, null
+select throws_ok(
+  $$ insert into public.messages (room_id, user_id, client_id, body)
+     values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'bad id!', 'Hi') $$,
+  '23514', 'new row for relation "messages" violates check constraint "messages_client_id_check"',
+  'a client_id outside [A-Za-z0-9:_-] is refused by the table');
+select throws_ok(
+  format($$ insert into public.messages (room_id, user_id, client_id, body)
+            values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), %L, 'Hi') $$, repeat('k', 65)),
+  '23514', 'new row for relation "messages" violates check constraint "messages_client_id_check"',
+  'a client_id of 65 characters is refused by the table');
+select throws_ok(
+  $$ insert into public.messages (room_id, user_id, client_id, body)
+     values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'blank-direct', E' \t\n ') $$,
+  '23514', 'new row for relation "messages" violates check constraint "messages_body_check"',
+  'a blank body is refused by the table');
+select throws_ok(
+  format($$ insert into public.messages (room_id, user_id, client_id, body)
+            values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'long-direct', %L) $$, repeat('x', 2001)),
+  '23514', 'new row for relation "messages" violates check constraint "messages_body_check"',
+  'a body of 2001 characters is refused by the table');
+select throws_ok(
+  $$ insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+     values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'seq-zero', 'Hi', 0, now()) $$,
+  '23514', 'new row for relation "messages" violates check constraint "messages_seq_check"',
+  'seq 0 is refused: a room''s seqs start at 1');
+select throws_ok(
+  $$ insert into public.messages (room_id, user_id, client_id, body, seq)
+     values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'seq-unsent', 'Hi', 7) $$,
+  '23514', 'new row for relation "messages" violates check constraint "messages_sent_check"',
+  'a seq without broadcast_at is refused: a message has a seq exactly when it went out');
+select throws_ok(
+  $$ insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+     values ('07c00000-0000-4000-8000-000000000001', tests.uid('chat-host'), 'seq-again', 'Hi', 6, now()) $$,
+  '23505', 'duplicate key value violates unique constraint "messages_room_id_seq_key"',
+  'a seq the room has already used is refused');
+
+
+-- -----------------------------------------------------------------------------
+-- Full batches: 250 waiting messages within the interval
+-- -----------------------------------------------------------------------------
+
+-- The room's last interval batch left a moment ago.
+insert into private.chat_flushes (room_id, last_batch_at) values ('07c00000-0000-4000-8000-000000000002', clock_timestamp());
+insert into public.messages (room_id, user_id, client_id, body)
+select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || lpad(n::text, 3, '0'), 'Busy ' || n
 from generate_series(1, 198) as n;
 select tests.authenticate_as('chat-busy');
 insert into answers values
@@ -326,40 +446,44 @@ insert into answers values
 select tests.clear_authentication();
 
 select is(
-  jsonb_build_array(pg_temp.answer('busy 199') -> 'flush_now', pg_temp.answer('busy 200') -> 'flush_now'),
-  '[false, true]'::jsonb,
-  'send_chat''s flush_now is false with 199 waiting and true once 200 (batch_max) are waiting');
+  jsonb_build_array((pg_temp.answer('busy 199') ->> 'flush_in_ms')::int between 50000 and 60000,
+                    pg_temp.answer('busy 200') -> 'flush_in_ms'),
+  '[true, 0]'::jsonb,
+  'within the interval send_chat waits for it with 199 waiting, and is told to flush at once (0) when 200 (batch_max) are');
 
-insert into public.messages (room_id, user_id, client_id, body, broadcast_at)
-select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || n, 'Busy ' || n, null
+insert into public.messages (room_id, user_id, client_id, body)
+select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || n, 'Busy ' || n
 from generate_series(201, 250) as n;
 insert into answers values
-  ('busy flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat', force => true)));
+  ('busy flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat')));
 
 select is(
   pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 0),
   (select array_agg(client_id order by id) from (
      select * from public.messages where room_id = '07c00000-0000-4000-8000-000000000002' order by id limit 200) as m),
-  'a forced flush with 250 waiting sends one batch of the 200 oldest (batch_max), in ascending id');
+  'within the interval a flush with 250 waiting sends a full batch at once: the 200 oldest (batch_max)');
 select ok(
-  (pg_temp.answer('busy flush 1') #>> '{}')::int between 1 and 100
-  and exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000002:chat')
-  and (select count(*) from public.messages where room_id = '07c00000-0000-4000-8000-000000000002' and broadcast_at is null) = 50,
-  'the other 50 wait in a reopened window, and the flush says when to flush it');
+  (pg_temp.answer('busy flush 1') #>> '{}')::int between 1 and 60000
+  and jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000002')) = 1
+  and pg_temp.unsent('07c00000-0000-4000-8000-000000000002') = 50,
+  'the other 50 wait for the interval, and the flush says how long that is');
 
-update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
-where channel = 'room:07c00000-0000-4000-8000-000000000002:chat';
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000002');
 select is(private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat'), null::int,
-  'the next flush leaves nothing over');
+  'once the interval has passed the next flush leaves nothing over');
 select is(
   (select array_agg(jsonb_array_length(b -> 'messages') order by n)
    from jsonb_array_elements(pg_temp.batches('07c00000-0000-4000-8000-000000000002')) with ordinality as t (b, n)),
   array[200, 50],
-  'the next flush sends the remaining 50 in a second batch');
+  'it sends the remaining 50 in a second batch');
 select is(
   pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 1),
   (select array_agg('busy-' || n order by n) from generate_series(201, 250) as n),
-  'the second batch is the newest 50 in ascending id: every message went out exactly once');
+  'the second batch is the newest 50: every message went out exactly once');
+select is(
+  pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000002'),
+  (select array_agg(n) from generate_series(1, 250) as n),
+  'the two batches carry seq 1..250: each ascending, the second on from where the first ended, no hole, no repeat');
 
 
 -- -----------------------------------------------------------------------------
@@ -369,21 +493,19 @@ select is(
 create temp table saved_chat_rule as
 select * from private.channel_rules where namespace = 'room' and kind = 'chat';
 
-insert into public.messages (room_id, user_id, client_id, body, broadcast_at)
-select '07c00000-0000-4000-8000-000000000003', tests.uid('chat-member'), 'long-' || lpad(n::text, 2, '0'), repeat('y', 150), null
+insert into public.messages (room_id, user_id, client_id, body)
+select '07c00000-0000-4000-8000-000000000003', tests.uid('chat-member'), 'long-' || lpad(n::text, 2, '0'), repeat('y', 150)
 from generate_series(1, 40) as n;
 select tests.authenticate_as('chat-member');
 insert into answers values
   ('long 41', edge.send_chat('07c00000-0000-4000-8000-000000000003',
-                               jsonb_build_array(jsonb_build_object('client_id', 'long-41', 'body', repeat('y', 150)))));
+                             jsonb_build_array(jsonb_build_object('client_id', 'long-41', 'body', repeat('y', 150)))));
 select tests.clear_authentication();
 
 -- Room for 5 messages and a little more, not for 6.
 update private.channel_rules
 set max_payload_bytes = pg_temp.waiting_payload_bytes('07c00000-0000-4000-8000-000000000003', 5) + 40
 where namespace = 'room' and kind = 'chat';
-update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
-where channel = 'room:07c00000-0000-4000-8000-000000000003:chat';
 insert into answers values
   ('cut flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat')));
 
@@ -396,17 +518,15 @@ select ok(
     <= (select max_payload_bytes from private.channel_rules where namespace = 'room' and kind = 'chat'),
   'the batch is within max_payload_bytes');
 select ok(
-  (pg_temp.answer('cut flush 1') #>> '{}')::int > 0
-  and exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000003:chat')
-  and (select count(*) from public.messages where room_id = '07c00000-0000-4000-8000-000000000003' and broadcast_at is null) = 36,
-  'what does not fit waits in a reopened window');
+  (pg_temp.answer('cut flush 1') #>> '{}')::int between 50000 and 60000
+  and pg_temp.unsent('07c00000-0000-4000-8000-000000000003') = 36,
+  'what does not fit waits for the next interval, and the flush says how long that is');
 
 -- At the edge: the 21 oldest waiting messages are one byte too many, 20 fit.
 update private.channel_rules
 set max_payload_bytes = pg_temp.waiting_payload_bytes('07c00000-0000-4000-8000-000000000003', 21) - 1
 where namespace = 'room' and kind = 'chat';
-update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
-where channel = 'room:07c00000-0000-4000-8000-000000000003:chat';
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000003');
 select lives_ok(
   $$ select private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat') $$,
   'a flush whose 21st message would exceed max_payload_bytes by one byte succeeds');
@@ -418,15 +538,66 @@ select is(
 
 update private.channel_rules r set max_payload_bytes = s.max_payload_bytes
 from saved_chat_rule s where r.namespace = s.namespace and r.kind = s.kind;
-select private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat', force => true);
-select ok(
-  not exists (select 1 from public.messages where room_id = '07c00000-0000-4000-8000-000000000003' and broadcast_at is null)
-  and not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000003:chat'),
-  'with the usual limit the rest goes out and the window closes');
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000003');
+insert into answers values
+  ('cut flush 3', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat')));
+select is(
+  jsonb_build_array(pg_temp.answer('cut flush 3'), pg_temp.unsent('07c00000-0000-4000-8000-000000000003')),
+  '[null, 0]'::jsonb,
+  'with the usual limit the next interval''s batch takes the rest');
+select is(
+  pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000003'),
+  (select array_agg(n) from generate_series(1, 41) as n),
+  'the three cut batches carry seq 1..41: each ascending, each on from the last, no hole, no repeat');
 
 
 -- -----------------------------------------------------------------------------
--- The sweeper: windows whose flusher never ran
+-- A message that commits late goes out later, with a later seq
+-- -----------------------------------------------------------------------------
+
+-- The late sender's insert takes its id now, before the messages below are stored.
+insert into answers values ('late id', to_jsonb(nextval(pg_get_serial_sequence('public.messages', 'id'))));
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('on time', edge.send_chat('07c00000-0000-4000-8000-000000000007', pg_temp.chat('on-time', 2)));
+select tests.clear_authentication();
+select private.flush_window('room:07c00000-0000-4000-8000-000000000007:chat');
+
+-- It commits after that batch went out; another message follows.
+insert into public.messages (id, room_id, user_id, client_id, body) overriding system value
+values ((pg_temp.answer('late id') #>> '{}')::bigint, '07c00000-0000-4000-8000-000000000007',
+        tests.uid('chat-member'), 'late-1', 'Committed late');
+select tests.authenticate_as('chat-member');
+insert into answers values
+  ('after late', edge.send_chat('07c00000-0000-4000-8000-000000000007', '[{"client_id": "on-time-3", "body": "After"}]'));
+select tests.clear_authentication();
+select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000007');
+select private.flush_window('room:07c00000-0000-4000-8000-000000000007:chat');
+
+select results_eq(
+  $$ select client_id, seq, id < (select min(id) from public.messages
+                                  where room_id = '07c00000-0000-4000-8000-000000000007' and client_id <> 'late-1')
+     from public.messages where room_id = '07c00000-0000-4000-8000-000000000007' order by seq $$,
+  $$ values ('on-time-1'::text, 1::bigint, false), ('on-time-2', 2, false), ('late-1', 3, true), ('on-time-3', 4, false) $$,
+  'the late message, with the lowest id, gets the next seq after those already out (3), not a place among them');
+select is(
+  jsonb_build_array(pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000007') -> 0),
+                    pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000007') -> 1),
+                    pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000007')),
+  '[["on-time-1", "on-time-2"], ["late-1", "on-time-3"], [1, 2, 3, 4]]'::jsonb,
+  'it goes out in the next batch, which continues at seq 3');
+select tests.authenticate_as('chat-member');
+select is(
+  (select array_agg(i.item -> 'data' ->> 'client_id' order by i.n)
+   from jsonb_array_elements(edge.channel_history('room:07c00000-0000-4000-8000-000000000007:chat', after_seq => 2) -> 'items')
+        with ordinality as i (item, n)),
+  array['late-1', 'on-time-3'],
+  'a reader that saw seq 2 finds the late message with after_seq 2: nothing is skipped going forwards');
+select tests.clear_authentication();
+
+
+-- -----------------------------------------------------------------------------
+-- The sweeper: rooms whose flusher never ran
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('chat-member');
@@ -434,24 +605,23 @@ insert into answers values
   ('edge', edge.send_chat('07c00000-0000-4000-8000-000000000004',
              jsonb_build_array(jsonb_build_object('client_id', repeat('k', 64), 'body', repeat('x', 2000)))));
 select tests.clear_authentication();
+insert into public.messages (room_id, user_id, client_id, body)
+values ('07c00000-0000-4000-8000-000000000004', tests.uid('chat-host'), 'direct-4', 'Written directly');
 
 select is(pg_temp.answer('edge') -> 'accepted' -> 0 -> 'duplicate', 'false'::jsonb,
   'a client_id of 64 characters and a body of 2000 are accepted');
 
--- The request that opened the window died before its flush.
-update private.broadcast_windows set due_at = clock_timestamp() - interval '1 second'
-where channel = 'room:07c00000-0000-4000-8000-000000000004:chat';
+-- The request died before its flush, and nobody flushes a message written directly.
 select is(private.flush_due_windows(), 1,
-  'flush_due_windows flushes the one window that is past due and counts it');
+  'flush_due_windows flushes the one room with chat waiting and counts it');
 select is(
-  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000004') -> 0),
-  array[repeat('k', 64)],
-  'the abandoned message goes out in a chat:batch');
-select ok(
-  not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000004:chat')
-  and not exists (select 1 from public.messages where room_id = '07c00000-0000-4000-8000-000000000004' and broadcast_at is null),
-  'the sweeper closes the window and marks the message broadcast');
-select is(private.flush_due_windows(), 0, 'with no window due the sweeper flushes nothing');
+  pg_temp.batches('07c00000-0000-4000-8000-000000000004') -> 0 -> 'messages' @> jsonb_build_array(
+    jsonb_build_object('client_id', repeat('k', 64), 'seq', 1), jsonb_build_object('client_id', 'direct-4', 'seq', 2)),
+  true,
+  'the abandoned messages go out in a chat:batch as seq 1 and 2');
+select is(pg_temp.unsent('07c00000-0000-4000-8000-000000000004'), 0,
+  'the sweeper leaves nothing of the room waiting');
+select is(private.flush_due_windows(), 0, 'with no chat waiting and no window due the sweeper flushes nothing');
 
 
 -- -----------------------------------------------------------------------------
@@ -490,17 +660,17 @@ insert into answers values
 select tests.clear_authentication();
 
 select is(
-  jsonb_build_object('applied', pg_temp.answer('play 1') -> 'applied', 'flush_in_ms', pg_temp.answer('play 1') -> 'flush_in_ms',
-                     'flush_now', pg_temp.answer('play 1') -> 'flush_now', 'channel', pg_temp.answer('play 1') -> 'channel'),
-  '{"applied": true, "flush_in_ms": null, "flush_now": true, "channel": "room:07c00000-0000-4000-8000-000000000006:playback"}'::jsonb,
-  'the host''s first state is applied and flushed at once (flush_now), not left to a window');
--- What the playback function does right after the commit.
-select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
+  jsonb_build_object('keys', (select jsonb_agg(k order by k) from jsonb_object_keys(pg_temp.answer('play 1')) as k),
+                     'applied', pg_temp.answer('play 1') -> 'applied', 'flush_in_ms', pg_temp.answer('play 1') -> 'flush_in_ms',
+                     'channel', pg_temp.answer('play 1') -> 'channel'),
+  '{"keys": ["applied", "channel", "flush_in_ms", "state"], "applied": true, "flush_in_ms": null,
+    "channel": "room:07c00000-0000-4000-8000-000000000006:playback"}'::jsonb,
+  'the host''s first state is applied and leaves nothing to flush: set_playback answers {applied, state, channel, flush_in_ms: null}');
 select is(
   (select jsonb_agg(payload - 'id' - 'server_time') from realtime.messages
    where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and event = 'playback:position'),
   jsonb_build_array((pg_temp.answer('play 1') -> 'state') - 'server_time'),
-  'the first state is broadcast at once: one playback:position with the state');
+  'the call itself broadcasts the first state: one playback:position with the state');
 
 select tests.authenticate_as('chat-host');
 insert into answers values
@@ -545,60 +715,67 @@ select ok(
    where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '3'),
   'the flushed state carries server_time in epoch ms, at the flush');
 
+-- A position change opens a window; a pause follows before it is due.
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play pause', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 4));
+  ('play 4', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6200, true, 4));
+insert into answers values
+  ('play pause', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 5));
 select tests.clear_authentication();
-select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
-  jsonb_build_array(pg_temp.answer('play pause') -> 'flush_now', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006')),
-  '[true, 3]'::jsonb,
-  'a pause is broadcast at once');
+  jsonb_build_array(pg_temp.answer('play 4') -> 'flush_in_ms', pg_temp.answer('play pause') -> 'flush_in_ms',
+                    pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
+                    (select count(*) from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback'
+                       and payload ->> 'seq' = '5' and payload ->> 'is_playing' = 'false'),
+                    exists (select 1 from private.broadcast_windows
+                            where channel = 'room:07c00000-0000-4000-8000-000000000006:playback')),
+  '[500, null, 3, 1, false]'::jsonb,
+  'a pause is broadcast at once by the call and closes the open window: the older position never goes out after it');
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play song', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 5));
+  ('play song', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 6));
 select tests.clear_authentication();
-select private.flush_window('room:07c00000-0000-4000-8000-000000000006:playback', true);
 select is(
-  jsonb_build_array(pg_temp.answer('play song') -> 'flush_now', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
+  jsonb_build_array(pg_temp.answer('play song') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
     (select count(*) from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback'
-       and payload ->> 'song_id' = '07c0c0de-0000-4000-8000-000000000002' and payload ->> 'seq' = '5')),
-  '[true, 4, 1]'::jsonb,
-  'a change of song is broadcast at once');
+       and payload ->> 'song_id' = '07c0c0de-0000-4000-8000-000000000002' and payload ->> 'seq' = '6')),
+  '[null, 4, 1]'::jsonb,
+  'a change of song is broadcast at once by the call');
 
 select tests.authenticate_as('chat-host');
 insert into answers values
-  ('play stale', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 5));
+  ('play stale', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 6));
 select tests.clear_authentication();
 select is(
-  jsonb_build_object('applied', pg_temp.answer('play stale') -> 'applied', 'state', (pg_temp.answer('play stale') -> 'state') - 'server_time'),
-  jsonb_build_object('applied', false, 'state', (pg_temp.answer('play song') -> 'state') - 'server_time'),
+  jsonb_build_object('applied', pg_temp.answer('play stale') -> 'applied', 'flush_in_ms', pg_temp.answer('play stale') -> 'flush_in_ms',
+                     'state', (pg_temp.answer('play stale') -> 'state') - 'server_time'),
+  jsonb_build_object('applied', false, 'flush_in_ms', null, 'state', (pg_temp.answer('play song') -> 'state') - 'server_time'),
   'a stale seq (not above the stored one) is not applied and answers the stored state');
 select ok(
-  (select song_id = '07c0c0de-0000-4000-8000-000000000002' and position_ms = 0 and not is_playing and seq = 5
+  (select song_id = '07c0c0de-0000-4000-8000-000000000002' and position_ms = 0 and not is_playing and seq = 6
    from public.playback_state where room_id = '07c00000-0000-4000-8000-000000000006')
   and pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006') = 4
   and not exists (select 1 from private.broadcast_windows where channel = 'room:07c00000-0000-4000-8000-000000000006:playback'),
-  'a stale seq changes nothing and broadcasts nothing');
+  'a stale seq changes nothing, broadcasts nothing and leaves no window');
 
 select tests.authenticate_as('chat-member');
 select throws_ok(
-  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
+  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 7) $$,
   'WS403', 'not_host',
   'a member who is not the host cannot set playback: not_host');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-outsider');
 select throws_ok(
-  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 6) $$,
+  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 7000, true, 7) $$,
   'WS403', null,
   'a non-member cannot set playback');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-host');
 select throws_ok(
-  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-0000000000ff', 0, true, 6) $$,
+  $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-0000000000ff', 0, true, 7) $$,
   'WS400', 'invalid_request',
   'an unknown song is refused');
 select tests.clear_authentication();
@@ -611,7 +788,7 @@ select is(
   (select jsonb_agg(jsonb_build_object('event', i -> 'event', 'data', i -> 'data'))
    from jsonb_array_elements(pg_temp.answer('playback rewind') -> 'items') as i),
   (select jsonb_build_array(jsonb_build_object('event', 'playback:position', 'data', payload - 'id'))
-   from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '5'),
+   from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '6'),
   'rewind 1 on the playback channel gives the last broadcast state');
 
 select * from finish();

@@ -1,6 +1,7 @@
 -- =============================================================================
 -- 08-presence: edge.presence_join / presence_heartbeat / presence_leave / presence_get, the
--- sweeper private.expire_presence and the snapshot private.presence_snapshot (API.md §4 presence).
+-- sweeper private.expire_presence, the snapshot private.presence_snapshot and the room's presence
+-- version (API.md §4 presence).
 --
 -- Notes:
 --  * Callers are set with tests.authenticate_as, always after tests.clear_authentication() (the
@@ -10,12 +11,13 @@
 --  * Expiry is simulated by moving last_seen_at / last_active into the past as postgres: no test
 --    waits on the clock.
 --  * The 100 / 101 members of the big room are written straight into private.presence_* as
---    postgres (set-based); the host and the 101st member join for real.
+--    postgres (set-based, so without presence events or versions); the host and the 101st member
+--    join for real.
 --
 -- Rooms:  ...0001 three tabs, errors   ...0002 expiry   ...0003 100 / 101 members
 -- =============================================================================
 begin;
-select plan(51);
+select plan(56);
 select tests.allow_edge_calls();
 
 select tests.create_user('presence-host');
@@ -57,14 +59,21 @@ language sql stable as $$
   from realtime.messages r
   where r.topic = 'room:' || room and r.event = broadcasts.event
 $$;
+-- The versions carried by the member_added and member_removed broadcasts of a room, ascending.
+create function pg_temp.versions(room uuid) returns int[]
+language sql stable as $$
+  select coalesce(array_agg((r.payload ->> 'version')::int order by (r.payload ->> 'version')::int), '{}')
+  from realtime.messages r
+  where r.topic = 'room:' || room and r.event in ('presence:member_added', 'presence:member_removed')
+$$;
 -- The user_ids of a list of Members, in order.
 create function pg_temp.user_ids(members jsonb) returns uuid[]
 language sql immutable as $$
   select coalesce(array_agg((m.item ->> 'user_id')::uuid order by m.n), '{}')
   from jsonb_array_elements(members) with ordinality as m (item, n)
 $$;
-grant execute on function pg_temp.answer(text), pg_temp.broadcasts(uuid, text), pg_temp.user_ids(jsonb)
-  to public;
+grant execute on function pg_temp.answer(text), pg_temp.broadcasts(uuid, text), pg_temp.versions(uuid),
+  pg_temp.user_ids(jsonb) to public;
 
 
 -- -----------------------------------------------------------------------------
@@ -104,13 +113,14 @@ select is(
   'me carries the caller, their user_info and is_host false for a listener');
 select is(
   pg_temp.answer('join-3') -> 'presence',
-  jsonb_build_object('type', 'detailed', 'total', 1, 'members', jsonb_build_array(pg_temp.answer('join-3') -> 'me')),
-  'the join answers the room''s Presence: detailed, total 1, the one member');
+  jsonb_build_object('type', 'detailed', 'version', 1, 'total', 1,
+                     'members', jsonb_build_array(pg_temp.answer('join-3') -> 'me')),
+  'the join answers the room''s Presence: detailed, version 1, total 1, the one member');
 select is(
   pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_added'),
   jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-member'), 'info', '{"name": "Member"}'::jsonb,
-                                       'is_host', false, 'total', 1)),
-  'exactly one presence:member_added {user_id, info, is_host, total} for three tabs');
+                                       'is_host', false, 'total', 1, 'version', 1)),
+  'exactly one presence:member_added {user_id, info, is_host, total, version} for three tabs: version 1');
 select is(
   (select count(*)::int from private.presence_connections c
    where c.room_id = '08c00000-0000-4000-8000-000000000001' and c.user_id = tests.uid('presence-member')),
@@ -132,6 +142,11 @@ select is(
   're-joining with an existing connection_id adds no connection');
 select is(pg_temp.answer('rejoin') -> 'me' -> 'info', '{"name": "Renamed"}'::jsonb,
   're-joining updates the member''s info');
+select is(
+  jsonb_build_array(pg_temp.answer('join-1') -> 'presence' -> 'version', pg_temp.answer('join-2') -> 'presence' -> 'version',
+                    pg_temp.answer('join-3') -> 'presence' -> 'version', pg_temp.answer('rejoin') -> 'presence' -> 'version'),
+  '[1, 1, 1, 1]'::jsonb,
+  'a second or third tab of a member, or a re-join, leaves the version where the first join put it');
 
 -- Heartbeat.
 select tests.authenticate_as('presence-member');
@@ -139,8 +154,14 @@ insert into answers values
   ('heartbeat', edge.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
 select tests.clear_authentication();
 select is(
-  (select array_agg(k) from jsonb_object_keys(pg_temp.answer('heartbeat')) as k), array['expires_at'],
-  'heartbeat answers {expires_at}');
+  (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('heartbeat')) as k),
+  array['expires_at', 'server_time'],
+  'heartbeat answers {expires_at, server_time}');
+select ok(
+  jsonb_typeof(pg_temp.answer('heartbeat') -> 'server_time') = 'number'
+  and (pg_temp.answer('heartbeat') ->> 'server_time')::bigint
+      between private.epoch_ms(now()) and private.epoch_ms(clock_timestamp()),
+  'server_time is the server''s clock at the heartbeat, in epoch ms');
 select ok(
   (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz between now() + interval '60 seconds'
                                                                and clock_timestamp() + interval '60 seconds',
@@ -186,8 +207,8 @@ select is(pg_temp.answer('leave-3'), '{"member_removed": true}'::jsonb,
   'the last tab to leave removes the member');
 select is(
   pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_removed'),
-  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-member'), 'total', 0)),
-  'exactly one presence:member_removed {user_id, total}');
+  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-member'), 'total', 0, 'version', 2)),
+  'exactly one presence:member_removed {user_id, total, version}: the last leave makes version 2');
 select is(pg_temp.answer('leave-again'), '{"member_removed": false}'::jsonb,
   'leaving with a connection that is gone: member_removed false');
 select is(
@@ -197,6 +218,11 @@ select is(
     'total', (select r.total from private.presence_rooms r where r.room_id = '08c00000-0000-4000-8000-000000000001')),
   '{"members": 0, "connections": 0, "total": 0}'::jsonb,
   'nothing is left of the member, and the room''s total is 0');
+select is(
+  jsonb_build_object('events', to_jsonb(pg_temp.versions('08c00000-0000-4000-8000-000000000001')),
+                     'snapshot', private.presence_snapshot('08c00000-0000-4000-8000-000000000001') -> 'version'),
+  '{"events": [1, 2], "snapshot": 2}'::jsonb,
+  'one version per member_added / member_removed, and the snapshot carries the last event''s');
 
 
 -- -----------------------------------------------------------------------------
@@ -241,8 +267,8 @@ select is(private.expire_presence('08c00000-0000-4000-8000-000000000002'), 1,
   'the sweeper drops the last stale tab');
 select is(
   pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed'),
-  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-sleeper'), 'total', 1)),
-  'the expiry of a member''s last connection announces presence:member_removed with the new total');
+  jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-sleeper'), 'total', 1, 'version', 3)),
+  'the expiry of a member''s last connection announces presence:member_removed with the new total and version');
 select is(
   (select count(*)::int from private.presence_members m
    where m.room_id = '08c00000-0000-4000-8000-000000000002' and m.user_id = tests.uid('presence-sleeper')),
@@ -255,13 +281,15 @@ where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'doze
 select tests.authenticate_as('presence-member');
 insert into answers values ('swept', edge.presence_get('08c00000-0000-4000-8000-000000000002'));
 select tests.clear_authentication();
-select is(pg_temp.answer('swept'), '{"type": "detailed", "total": 0, "members": []}'::jsonb,
-  'presence_get sweeps the room first: the stale member is not in its answer');
+select is(pg_temp.answer('swept'), '{"type": "detailed", "version": 4, "total": 0, "members": []}'::jsonb,
+  'presence_get sweeps the room first: the stale member is not in its answer, whose version is the sweep''s');
 select ok(
   jsonb_array_length(pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed')) = 2
   and pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed')
-      @> jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-dozer'), 'total', 0)),
+      @> jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-dozer'), 'total', 0, 'version', 4)),
   'the sweep by a presence call announces presence:member_removed');
+select is(pg_temp.versions('08c00000-0000-4000-8000-000000000002'), array[1, 2, 3, 4],
+  'two joins and two expiries: versions 1, 2, 3, 4, none skipped or repeated (an expired tab that was not the last counts none)');
 
 
 -- -----------------------------------------------------------------------------
@@ -280,7 +308,7 @@ select is(
 select is(
   pg_temp.broadcasts('08c00000-0000-4000-8000-000000000003', 'presence:member_added'),
   jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-host'), 'info', '{"name": "Host"}'::jsonb,
-                                       'is_host', true, 'total', 1)),
+                                       'is_host', true, 'total', 1, 'version', 1)),
   'presence:member_added says is_host true for the host');
 
 -- The host was active 30 s ago, before everybody else: hosts still come first.
@@ -320,8 +348,8 @@ select tests.clear_authentication();
 select is(pg_temp.answer('at-101') -> 'member_added', 'true'::jsonb, 'the 101st member joins: no member cap');
 select is(
   (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('at-101') -> 'presence') as k),
-  array['hosts', 'recently_active', 'sample', 'total', 'type'],
-  'at 101 members the snapshot is {type, total, sample, hosts, recently_active}');
+  array['hosts', 'recently_active', 'sample', 'total', 'type', 'version'],
+  'at 101 members the snapshot is {type, version, total, sample, hosts, recently_active}');
 select is(
   jsonb_build_object('type', pg_temp.answer('at-101') -> 'presence' -> 'type',
                      'total', pg_temp.answer('at-101') -> 'presence' -> 'total',
@@ -341,9 +369,12 @@ select is(
 select is(
   (select count(*)::int from realtime.messages r
    where r.topic = 'room:08c00000-0000-4000-8000-000000000003' and r.event = 'presence:member_added'
-     and r.payload ->> 'user_id' = tests.uid('presence-last')::text and (r.payload ->> 'total')::int = 101),
+     and r.payload ->> 'user_id' = tests.uid('presence-last')::text and (r.payload ->> 'total')::int = 101
+     and (r.payload ->> 'version')::int = 2),
   1,
-  'the 101st member is announced with total 101');
+  'the 101st member is announced with total 101 and the next version, 2');
+select is(pg_temp.answer('at-101') -> 'presence' -> 'version', '2'::jsonb,
+  'a summary carries the version of the last event');
 
 select tests.authenticate_as('presence-last');
 insert into answers values
