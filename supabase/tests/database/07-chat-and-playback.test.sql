@@ -57,6 +57,7 @@ insert into public.songs (id, title, artist, duration_ms) values
   ('07c0c0de-0000-4000-8000-000000000001', 'Window Song', 'The Batches', 200000),
   ('07c0c0de-0000-4000-8000-000000000002', 'Conflation Blues', 'The Batches', 180000);
 
+-- A minute between a room's interval batches (100 ms in the rule) for the whole file.
 update private.channel_rules set batch_interval_ms = 60000 where namespace = 'room' and kind = 'chat';
 
 create temp table answers (name text primary key, answer jsonb);
@@ -283,7 +284,7 @@ select is(
   jsonb_build_array(pg_temp.answer('in time'), pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1),
                     pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1 -> 'messages' -> 0 -> 'seq'),
   '[null, ["interval-1"], 5]'::jsonb,
-  'the flush sends it at once in a second batch, as seq 5: on from where the first batch ended');
+  'the flush sends it in a second batch, as seq 5: on from where the first batch ended');
 
 select tests.authenticate_as('chat-member');
 insert into answers values
