@@ -26,8 +26,7 @@ alter table public.messages
   add constraint messages_room_id_seq_key unique (room_id, seq),
   -- The invariants every writer respects, not only chat-send's validation.
   add constraint messages_client_id_check check (client_id ~ '^[A-Za-z0-9:_-]{1,64}$'),
-  add constraint messages_body_check check (length(body) between 1 and 2000 and body !~ '^\s*$'),
-  add constraint messages_sent_check check ((seq is null) = (broadcast_at is null));
+  add constraint messages_body_check check (length(body) between 1 and 2000 and body !~ '^\s*$');
 comment on column public.messages.seq is
   'The message''s place in its room''s broadcast order: 1, 2, 3, … without holes; null until it goes out.';
 
@@ -42,8 +41,11 @@ from (
   from public.messages n where n.broadcast_at is not null
 ) as numbered
 where m.id = numbered.id;
+alter table public.messages
+  add constraint messages_sent_check check ((seq is null) = (broadcast_at is null));
 
-drop index public.messages_waiting_idx;
+-- Chat is read by seq now (the unique (room_id, seq) index); waiting chat by id.
+drop index public.messages_waiting_idx, public.messages_room_id_id_idx;
 create index messages_unsent_idx on public.messages (room_id, id) where seq is null;
 
 /** One row per room whose chat has been flushed: flushes queue on it, and it says when the

@@ -16,7 +16,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  channel text := 'room:' || set_playback.room_id || ':playback';
+  playback_channel text := 'room:' || set_playback.room_id || ':playback';
   rule private.channel_rules;
   flush_in_ms int;
   previous public.playback_state;
@@ -26,26 +26,26 @@ begin
     perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
   end if;
   -- Members who are not the host get not_host; everyone else what the room channel says.
-  perform private.require_channel_access(channel, 'subscribe');
-  perform private.require_channel_access(channel, 'send', 'not_host');
+  perform private.require_channel_access(playback_channel, 'subscribe');
+  perform private.require_channel_access(playback_channel, 'send', 'not_host');
   if position_ms is null or position_ms < 0 or seq is null or seq < 0 or is_playing is null then
     perform private.raise_client_error(400, 'invalid_request', 'position_ms and seq are whole numbers >= 0.');
   end if;
   if song_id is not null and not exists (select 1 from public.songs s where s.id = set_playback.song_id) then
     perform private.raise_client_error(400, 'invalid_request', 'There is no such song.');
   end if;
-  rule := private.channel_rule(private.parse_channel(channel));
+  rule := private.channel_rule(private.parse_channel(playback_channel));
 
   -- The window, then the state (see above).
-  flush_in_ms := private.open_window(channel, rule.conflation_interval_ms * interval '1 millisecond');
+  flush_in_ms := private.open_window(playback_channel, rule.conflation_interval_ms * interval '1 millisecond');
   select * into previous from public.playback_state p where p.room_id = set_playback.room_id for update;
   if previous.room_id is not null and set_playback.seq <= previous.seq then
     if flush_in_ms is not null then
       -- Opened for nothing: no state of this call is waiting.
-      delete from private.broadcast_windows w where w.channel = set_playback.channel;
+      delete from private.broadcast_windows w where w.channel = playback_channel;
     end if;
     return jsonb_build_object('applied', false, 'state', private.playback_json(previous, clock_timestamp()),
-                              'channel', channel, 'flush_in_ms', null);
+                              'channel', playback_channel, 'flush_in_ms', null);
   end if;
   insert into public.playback_state as p (room_id, song_id, position_ms, is_playing, seq, updated_at)
   values (set_playback.room_id, set_playback.song_id, set_playback.position_ms, set_playback.is_playing,
@@ -58,11 +58,11 @@ begin
   if previous.room_id is null or previous.song_id is distinct from current.song_id
      or previous.is_playing is distinct from current.is_playing then
     -- At once, and the window with it: this is the latest state.
-    delete from private.broadcast_windows w where w.channel = set_playback.channel;
-    perform private.flush_playback(channel, set_playback.room_id);
+    delete from private.broadcast_windows w where w.channel = playback_channel;
+    perform private.flush_playback(playback_channel, set_playback.room_id);
     flush_in_ms := null;
   end if;
   return jsonb_build_object('applied', true, 'state', private.playback_json(current, clock_timestamp()),
-                            'channel', channel, 'flush_in_ms', flush_in_ms);
+                            'channel', playback_channel, 'flush_in_ms', flush_in_ms);
 end;
 $$;
