@@ -85,9 +85,10 @@ Deno.test("chat history serves only messages that went out", async () => {
   );
 });
 
-/** Walks the chat history page by page (limit 4) from `first`, following next_cursor, with
- * two new messages sent after each of the first three pages; returns the seqs seen. */
-async function walk(first: string, insertBetween: boolean): Promise<number[]> {
+/** Walks the chat history page by page (limit 4) from the query `first`, following next_cursor,
+ * with two new messages (`label`-…) sent after each of the first three pages; returns the seqs
+ * seen. */
+async function walk(first: string, label: string): Promise<number[]> {
   const seen: number[] = [];
   let query = `channel=${chat}&limit=4&${first}`;
   for (let page = 0; page < 50; page++) {
@@ -95,9 +96,7 @@ async function walk(first: string, insertBetween: boolean): Promise<number[]> {
     assert.equal(status, 200, JSON.stringify(body));
     const items = body.items as Item[];
     seen.push(...items.map((i) => i.data.seq as number));
-    if (insertBetween && page < 3) {
-      await addMessages(2, `during-${first.replace(/\W/g, "-")}-${page}-`);
-    }
+    if (page < 3) await addMessages(2, `${label}-${page}-`);
     if (!body.next_cursor) return seen;
     assert.equal(items.length, 4, "a page with a next_cursor is full");
     query = `channel=${chat}&limit=4&cursor=${body.next_cursor}`;
@@ -108,10 +107,10 @@ async function walk(first: string, insertBetween: boolean): Promise<number[]> {
 Deno.test("pagination: every message once, in order, while new ones arrive (both directions)", async () => {
   await addMessages(9, "page-");
   const before = await sentSeqs();
-  const backwards = await walk("direction=backwards", true);
+  const backwards = await walk("direction=backwards", "during-backwards");
   // New messages are newer than the cursor: a backwards walk shows exactly what existed.
   assert.deepEqual(backwards, [...before].reverse());
-  const forwards = await walk("direction=forwards", true);
+  const forwards = await walk("direction=forwards", "during-forwards");
   // A forwards walk reaches the messages that arrived while it ran.
   assert.deepEqual(forwards, await sentSeqs());
 });
@@ -121,7 +120,7 @@ Deno.test("after_seq: seq N+1, N+2, … oldest first, in pages of limit with nex
   const seqs = await sentSeqs();
   const from = seqs.at(-10)! - 1;
   // Following next_cursor: every message after `from` once, in seq order, new ones included.
-  const walked = await walk(`after_seq=${from}`, true);
+  const walked = await walk(`after_seq=${from}`, "during-after-seq");
   const all = await sentSeqs();
   assert.deepEqual(walked, all.filter((seq) => seq > from));
   assert.deepEqual(walked, Array.from({ length: walked.length }, (_, i) => from + 1 + i));

@@ -92,7 +92,7 @@ Deno.test("chat_limit and history_limit bound the snapshot", async () => {
   assert.equal(body.history.length, 1);
 });
 
-Deno.test("chat is what went out, by seq: not a message still waiting, and a late commit after lower ids", async () => {
+Deno.test("chat is only what went out, ordered by seq: a waiting message is left out, a late commit comes after a higher id", async () => {
   // One that committed late: stored before another (a lower id) but sent after it (seq 62
   // after 61); then one still waiting to go out.
   const [late, early] = await withDb(async (sql) => {
