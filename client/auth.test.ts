@@ -124,7 +124,6 @@ Deno.test("tokens: with supabase-js's accessToken option (auth unavailable) it s
   const timers = new FakeTimers();
   const now = seconds(timers);
   const fake = fakeSupabase(
-    timers,
     () => jwt({ sub: "app-user", iat: now, exp: now + 600 }),
     false,
   );
