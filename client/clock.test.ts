@@ -55,6 +55,19 @@ Deno.test("clock: of the recent samples the one with the smallest round trip win
   assert.equal(clock.rttMs, 60);
 });
 
+Deno.test("clock: typicalRttMs is the median round trip (what the host adds half of)", () => {
+  const w = world(0);
+  const clock = new ServerClock({ now: w.now });
+  assert.equal(clock.typicalRttMs, Infinity);
+  w.roundTrip(clock, 10, 10);
+  w.roundTrip(clock, 50, 50);
+  w.roundTrip(clock, 400, 400);
+  assert.equal(clock.rttMs, 20, "the offset uses the smallest");
+  assert.equal(clock.typicalRttMs, 100);
+  w.roundTrip(clock, 60, 60);
+  assert.equal(clock.typicalRttMs, 110);
+});
+
 Deno.test("clock: only the last 8 samples count; reset forgets them", () => {
   const w = world(500);
   const clock = new ServerClock({ now: w.now, maxSamples: 8 });

@@ -57,6 +57,17 @@ export class ServerClock {
     return this.#rtt;
   }
 
+  /**
+   * The median round trip of the recent samples: what a request typically takes, so half of it
+   * predicts the way there (the smallest round trip, best for the offset, is biased low for that).
+   */
+  get typicalRttMs(): number {
+    if (this.#samples.length === 0) return Number.POSITIVE_INFINITY;
+    const sorted = this.#samples.map((s) => s.rtt).sort((a, b) => a - b);
+    const middle = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  }
+
   /** Whether at least one round-trip sample is in use. */
   get synced(): boolean {
     return this.#samples.length > 0;

@@ -169,9 +169,9 @@ export class PlaybackHost extends Emitter<HostEvents> {
     this.#urgent = false;
     this.#sending = true;
     this.#lastCallAt = timers.now();
-    // Where the player is when the call reaches the server: run on since the report, plus the
-    // way there (half the round trip the clock measured).
-    const oneWay = Number.isFinite(clock.rttMs) ? clock.rttMs / 2 : 0;
+    // Where the player is when the call reaches the server (which stamps updated_at then): run
+    // on since the report, plus the way there (half a typical round trip).
+    const oneWay = Number.isFinite(clock.typicalRttMs) ? clock.typicalRttMs / 2 : 0;
     const positionMs = report.isPlaying
       ? Math.round(report.positionMs + (clock.localNow() - report.at) + oneWay)
       : report.positionMs;
