@@ -238,6 +238,65 @@ as $$
   )::jsonb
 $$;
 
+-- Sessions and refresh tokens, as GoTrue's migrations shape them (00_init_auth_schema,
+-- 20210927181326, 20220811173540, 20221003041400, 20221114143122, 20231027141322), for the
+-- local Auth stand-in (local/auth/): one row per signed-in session, one per refresh token of
+-- it (`parent` = the token it was exchanged for), and how the session was authenticated (the
+-- `amr` claim). Deleting a user or a session deletes what hangs off it. Only the columns the
+-- stand-in uses; hosted has a few more.
+do $$
+begin
+  if not exists (select from pg_type
+                 where typname = 'aal_level' and typnamespace = 'auth'::regnamespace) then
+    create type auth.aal_level as enum ('aal1', 'aal2', 'aal3');
+  end if;
+end
+$$;
+
+create table if not exists auth.sessions (
+  id           uuid        not null primary key,
+  user_id      uuid        not null references auth.users (id) on delete cascade,
+  created_at   timestamptz,
+  updated_at   timestamptz,
+  aal          auth.aal_level,
+  not_after    timestamptz,
+  refreshed_at timestamp,
+  user_agent   text,
+  ip           inet
+);
+create index if not exists sessions_user_id_idx on auth.sessions (user_id);
+
+create table if not exists auth.refresh_tokens (
+  instance_id uuid,
+  id          bigserial    not null primary key,
+  token       varchar(255) constraint refresh_tokens_token_unique unique,
+  user_id     varchar(255),
+  revoked     boolean,
+  created_at  timestamptz,
+  updated_at  timestamptz,
+  parent      varchar(255),
+  session_id  uuid         references auth.sessions (id) on delete cascade
+);
+create index if not exists refresh_tokens_parent_idx on auth.refresh_tokens (parent);
+create index if not exists refresh_tokens_session_id_revoked_idx
+  on auth.refresh_tokens (session_id, revoked);
+
+create table if not exists auth.mfa_amr_claims (
+  session_id            uuid        not null references auth.sessions (id) on delete cascade,
+  created_at            timestamptz not null,
+  updated_at            timestamptz not null,
+  authentication_method text        not null,
+  id                    uuid        not null primary key,
+  constraint mfa_amr_claims_session_id_authentication_method_pkey
+    unique (session_id, authentication_method)
+);
+
+alter table auth.sessions       enable row level security;
+alter table auth.refresh_tokens enable row level security;
+alter table auth.mfa_amr_claims enable row level security;
+revoke all on table auth.sessions, auth.refresh_tokens, auth.mfa_amr_claims
+  from anon, authenticated;
+
 
 -- =============================================================================
 -- 5. Schema `realtime` (what the Realtime server's tenant migrations create

@@ -3,15 +3,26 @@
 -- Every insert is idempotent all the same.
 
 -- Users, with fixed ids so tokens for them can be minted with local/keys.ts `userToken(id)`.
-insert into auth.users (id, email, raw_user_meta_data, raw_app_meta_data, role, aud, is_anonymous)
+-- The three people sign in at /auth/v1 with the password `whatssound-local`, hashed with bcrypt
+-- as Supabase Auth stores passwords (cost 10); their addresses count as confirmed, as Auth
+-- requires for a password sign-in.
+insert into auth.users (id, email, encrypted_password, email_confirmed_at, raw_user_meta_data,
+                        raw_app_meta_data, role, aud, is_anonymous)
 values
-  ('5e1ec7ed-0000-4000-8000-000000000001', 'host@whatssound.test', '{"display_name": "Hana (host)"}',
+  ('5e1ec7ed-0000-4000-8000-000000000001', 'host@whatssound.test',
+   extensions.crypt('whatssound-local', extensions.gen_salt('bf', 10)), now(),
+   '{"display_name": "Hana (host)"}',
    '{"provider": "email", "providers": ["email"]}', 'authenticated', 'authenticated', false),
-  ('5e1ec7ed-0000-4000-8000-000000000002', 'dj@whatssound.test', '{"display_name": "Diego (dj)"}',
+  ('5e1ec7ed-0000-4000-8000-000000000002', 'dj@whatssound.test',
+   extensions.crypt('whatssound-local', extensions.gen_salt('bf', 10)), now(),
+   '{"display_name": "Diego (dj)"}',
    '{"provider": "email", "providers": ["email"]}', 'authenticated', 'authenticated', false),
-  ('5e1ec7ed-0000-4000-8000-000000000003', 'listener@whatssound.test', '{"display_name": "Lucía"}',
+  ('5e1ec7ed-0000-4000-8000-000000000003', 'listener@whatssound.test',
+   extensions.crypt('whatssound-local', extensions.gen_salt('bf', 10)), now(),
+   '{"display_name": "Lucía"}',
    '{"provider": "email", "providers": ["email"]}', 'authenticated', 'authenticated', false),
-  ('5e1ec7ed-0000-4000-8000-000000000004', null, '{}', '{}', 'authenticated', 'authenticated', true)
+  ('5e1ec7ed-0000-4000-8000-000000000004', null, null, null, '{}', '{}', 'authenticated',
+   'authenticated', true)
 on conflict (id) do nothing;
 
 -- Songs.
