@@ -1,7 +1,7 @@
 // The local API gateway on :54321, standing in for the platform's: it routes
 // /functions/v1/<name> to supabase/functions/<name>/handler.ts, verifying the JWT first where
-// config.toml says verify_jwt (the default), as the hosted platform does, and /realtime/v1/* to
-// the local Realtime stand-in. Local only.
+// config.toml says verify_jwt (the default), as the hosted platform does, /realtime/v1/* to the
+// local Realtime stand-in and /auth/v1/* to the local Auth stand-in. Local only.
 import { parse as parseToml } from "npm:smol-toml@1.9.1";
 import { requireClaims } from "../supabase/functions/_shared/auth.ts";
 import { errorResponse, HttpError } from "../supabase/functions/_shared/errors.ts";
@@ -16,18 +16,25 @@ export interface GatewayOptions {
   configPath: string;
   /** Serves /realtime/v1/* (WebSocket upgrades included, so it gets the original request). */
   realtime?: Handler;
+  /** Serves /auth/v1/*. */
+  auth?: Handler;
 }
 
 // Function slugs as the Supabase CLI accepts them; `_shared` and the like never match.
 const slugPattern = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
 export async function createGateway(
-  { functionsDir, configPath, realtime }: GatewayOptions,
+  { functionsDir, configPath, realtime, auth }: GatewayOptions,
 ): Promise<Handler> {
   const config = parseToml(await Deno.readTextFile(configPath)) as {
     functions?: Record<string, FunctionConfig>;
   };
   const handlers = new Map<string, Promise<Handler | undefined>>();
+  // Services other than the functions, by path prefix; each gets the original request.
+  const services: [prefix: string, serve: Handler | undefined][] = [
+    ["/realtime/v1/", realtime],
+    ["/auth/v1/", auth],
+  ];
 
   function loadHandler(name: string): Promise<Handler | undefined> {
     if (!handlers.has(name)) {
@@ -46,7 +53,9 @@ export async function createGateway(
   return async (req) => {
     try {
       const { pathname } = new URL(req.url);
-      if (realtime && pathname.startsWith("/realtime/v1/")) return await realtime(req);
+      for (const [prefix, serve] of services) {
+        if (serve && pathname.startsWith(prefix)) return await serve(req);
+      }
       const match = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(pathname);
       if (!match) throw new HttpError(404, "not_found", `Nothing is served at ${pathname}.`);
       const name = match[1];

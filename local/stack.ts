@@ -4,6 +4,8 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { closeDb, db } from "../supabase/functions/_shared/db.ts";
+import { type AuthSettings, authSettings } from "./auth/config.ts";
+import { AuthServer } from "./auth/server.ts";
 import { createGateway, serveGateway } from "./gateway.ts";
 import { Hub } from "./realtime/hub.ts";
 import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
@@ -74,19 +76,34 @@ export function setFunctionEnv(apiUrl: string, dbUrl: string): void {
   Deno.env.set("JWT_SECRET", jwtSecret);
 }
 
-/** The gateway with the Realtime stand-in behind it; `shutdown` stops both. */
-export async function startGateway(dbUrl: string, port: number, log?: (line: string) => void) {
+/**
+ * The gateway with the Realtime and Auth stand-ins behind it, on `port` (0: any free one);
+ * `auth` overrides the Auth settings config.toml and the environment give (tests shorten the
+ * token lifetime with it). `shutdown` stops them all.
+ */
+export async function startGateway(
+  dbUrl: string,
+  port: number,
+  log?: (line: string) => void,
+  { auth: authOverrides }: { auth?: Partial<AuthSettings> } = {},
+) {
+  const configPath = `${root}/supabase/config.toml`;
+  const auth = AuthServer.start(dbUrl, await authSettings(configPath, authOverrides));
   const realtime = await Hub.start(dbUrl);
   const handler = await createGateway({
     functionsDir: `${root}/supabase/functions`,
-    configPath: `${root}/supabase/config.toml`,
+    configPath,
     realtime: (req) => realtime.handle(req),
+    auth: (req) => auth.handle(req),
   });
   const server = serveGateway(handler, port, log);
   return {
+    url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`,
+    authSettings: auth.settings,
     async shutdown() {
       await realtime.close();
       await server.shutdown();
+      await auth.close();
     },
   };
 }
@@ -113,6 +130,8 @@ Started the WhatsSound local stack (Ctrl-C stops it).
          API URL: ${apiUrl}
    Functions URL: ${apiUrl}/functions/v1
     Realtime URL: ws://127.0.0.1:${apiPort}/realtime/v1/websocket (local stand-in)
+        Auth URL: ${apiUrl}/auth/v1 (local stand-in; access tokens last ${server.authSettings.accessTokenTtlS} s)
+    Seeded users: host@ dj@ listener@whatssound.test, password whatssound-local
           DB URL: ${c.url}
   Database files: ${c.dataDir}
       JWT secret: ${jwtSecret}
