@@ -1,7 +1,8 @@
 // The local API gateway on :54321, standing in for the platform's: it routes
 // /functions/v1/<name> to supabase/functions/<name>/handler.ts, verifying the JWT first where
 // config.toml says verify_jwt (the default), as the hosted platform does, /realtime/v1/* to the
-// local Realtime stand-in and /auth/v1/* to the local Auth stand-in. Local only.
+// local Realtime stand-in, /auth/v1/* to the local Auth stand-in and /demo/ to the demo page.
+// Local only.
 import { parse as parseToml } from "npm:smol-toml@1.9.1";
 import { requireClaims } from "../supabase/functions/_shared/auth.ts";
 import { errorResponse, HttpError } from "../supabase/functions/_shared/errors.ts";
@@ -18,22 +19,26 @@ export interface GatewayOptions {
   realtime?: Handler;
   /** Serves /auth/v1/*. */
   auth?: Handler;
+  /** Serves /demo and /demo/* (demo/serve.ts). */
+  demo?: Handler;
 }
 
 // Function slugs as the Supabase CLI accepts them; `_shared` and the like never match.
 const slugPattern = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
 export async function createGateway(
-  { functionsDir, configPath, realtime, auth }: GatewayOptions,
+  { functionsDir, configPath, realtime, auth, demo }: GatewayOptions,
 ): Promise<Handler> {
   const config = parseToml(await Deno.readTextFile(configPath)) as {
     functions?: Record<string, FunctionConfig>;
   };
   const handlers = new Map<string, Promise<Handler | undefined>>();
-  // Services other than the functions, by path prefix; each gets the original request.
+  // Services other than the functions, by path prefix (or the folder itself, which the demo
+  // redirects to its slash); each gets the original request.
   const services: [prefix: string, serve: Handler | undefined][] = [
     ["/realtime/v1/", realtime],
     ["/auth/v1/", auth],
+    ["/demo/", demo],
   ];
 
   function loadHandler(name: string): Promise<Handler | undefined> {
@@ -54,7 +59,9 @@ export async function createGateway(
     try {
       const { pathname } = new URL(req.url);
       for (const [prefix, serve] of services) {
-        if (serve && pathname.startsWith(prefix)) return await serve(req);
+        if (serve && (pathname.startsWith(prefix) || pathname === prefix.slice(0, -1))) {
+          return await serve(req);
+        }
       }
       const match = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(pathname);
       if (!match) throw new HttpError(404, "not_found", `Nothing is served at ${pathname}.`);

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { closeDb, db } from "../supabase/functions/_shared/db.ts";
+import { createDemoHandler, ensureClientBundle } from "../demo/serve.ts";
 import { type AuthSettings, authSettings } from "./auth/config.ts";
 import { AuthServer } from "./auth/server.ts";
 import { createGateway, serveGateway } from "./gateway.ts";
@@ -77,9 +78,9 @@ export function setFunctionEnv(apiUrl: string, dbUrl: string): void {
 }
 
 /**
- * The gateway with the Realtime and Auth stand-ins behind it, on `port` (0: any free one);
- * `auth` overrides the Auth settings config.toml and the environment give (tests shorten the
- * token lifetime with it). `shutdown` stops them all.
+ * The gateway with the Realtime and Auth stand-ins and the demo page behind it, on `port` (0:
+ * any free one); `auth` overrides the Auth settings config.toml and the environment give (tests
+ * shorten the token lifetime with it). `shutdown` stops them all.
  */
 export async function startGateway(
   dbUrl: string,
@@ -95,6 +96,7 @@ export async function startGateway(
     configPath,
     realtime: (req) => realtime.handle(req),
     auth: (req) => auth.handle(req),
+    demo: createDemoHandler(),
   });
   const server = serveGateway(handler, port, log);
   return {
@@ -116,6 +118,9 @@ async function start(): Promise<void> {
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   setFunctionEnv(apiUrl, c.url);
   const server = await startGateway(c.url, apiPort);
+  // The demo page's bundle is made now, so that the first visit does not wait for it (and a
+  // failed build shows here); it is made again whenever client/ changes.
+  await ensureClientBundle().catch((error) => console.error(`warning: ${error.message}`));
   await Deno.mkdir(`${root}/.local`, { recursive: true });
   await Deno.writeTextFile(pidFile, String(Deno.pid));
   // Realtime creates tomorrow's partitions of realtime.messages when it connects; keep doing
@@ -127,6 +132,7 @@ async function start(): Promise<void> {
   console.log(`
 Started the WhatsSound local stack (Ctrl-C stops it).
 
+       Demo page: ${apiUrl}/demo/ (sign in as a seeded user)
          API URL: ${apiUrl}
    Functions URL: ${apiUrl}/functions/v1
     Realtime URL: ws://127.0.0.1:${apiPort}/realtime/v1/websocket (local stand-in)
