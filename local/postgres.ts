@@ -5,13 +5,26 @@ import { existsSync } from "node:fs";
 const pgBin = "/usr/lib/postgresql/15/bin";
 export const isRoot = Deno.uid() === 0;
 
+interface SystemPackage {
+  name: string;
+  /** A file the package installs: its absence means the package is missing. */
+  file: string;
+}
+
 // The server, pg_cron (Supabase Cron), pgTAP, and pg_prove (which `supabase test db` would run
 // in a container).
-const packages = [
+const databasePackages: SystemPackage[] = [
   { name: "postgresql-15", file: `${pgBin}/initdb` },
   { name: "postgresql-15-cron", file: "/usr/share/postgresql/15/extension/pg_cron.control" },
   { name: "postgresql-15-pgtap", file: "/usr/share/postgresql/15/extension/pgtap.control" },
   { name: "libtap-parser-sourcehandler-pgtap-perl", file: "/usr/bin/pg_prove" },
+];
+
+/** The browser the demo page's tests drive with playwright-core (a browser download does not
+ * work everywhere this runs; Debian's package does). Installed by those tests only, so that
+ * `npm start` does not pull in a browser. */
+export const browserPackages: SystemPackage[] = [
+  { name: "chromium", file: "/usr/bin/chromium" },
 ];
 
 export interface Cluster {
@@ -64,8 +77,9 @@ async function mustRun(command: string, args: string[], options?: Parameters<typ
   return result;
 }
 
-/** Installs the missing system packages with apt-get as root; otherwise says what to install. */
-export async function ensurePackages(): Promise<void> {
+/** Installs the missing system packages (by default the database's) with apt-get as root;
+ * otherwise says what to install. */
+export async function ensurePackages(packages = databasePackages): Promise<void> {
   const missing = packages.filter((p) => !existsSync(p.file)).map((p) => p.name);
   if (missing.length === 0) return;
   if (!isRoot) {
