@@ -19,6 +19,7 @@ import {
   id,
   measuredLoad,
   round,
+  type RunAs,
   timeCalls,
   utc,
 } from "./ingest/client.ts";
@@ -210,24 +211,28 @@ await withThrowawayStack({ api: 54411, db: 54412 }, async ({ apiUrl, dbUrl }) =>
     if (missing.length) console.log(`  not delivered, e.g.: ${JSON.stringify(missing)}`);
 
     // Where the time goes, after the checks above (these calls move every room's state on):
-    // set_playback and a forced flush inside Postgres, as in bench/ingest.ts.
+    // set_playback and a flush of a due window inside Postgres, as in bench/ingest.ts.
     const pairs = targets.map((t, i) => ({ room: t.room, user: id(0, i + 1) }));
-    const statements: Record<string, [string, boolean, number]> = {
+    const statements: Record<string, [string, RunAs, number]> = {
       "set_playback": [
-        `select public.set_playback($1, '${song}', $2, true, 1000000000 + $2)`,
-        true,
+        `edge.set_playback($1, '${song}', $2, true, 1000000000 + $2)`,
+        "caller, one statement",
         Math.max(1000, rooms),
       ],
       "flush_window": [
-        `select private.flush_window('room:' || $1 || ':playback', true)`,
-        false,
+        `select private.flush_window('room:' || $1 || ':playback')`,
+        "postgres",
         rooms,
       ],
     };
     const inDatabase: Record<string, unknown> = {};
     console.log(`\nInside Postgres, per call (clock_timestamp, one connection):`);
-    for (const [label, [statement, asCaller, calls]] of Object.entries(statements)) {
-      inDatabase[label] = summarize(await timeCalls(sql, statement, { pairs, calls, asCaller }));
+    for (const [label, [statement, runAs, calls]] of Object.entries(statements)) {
+      // The windows set_playback opened, due now: each flush sends its room's state.
+      if (label === "flush_window") {
+        await sql`update private.broadcast_windows set due_at = clock_timestamp()`;
+      }
+      inDatabase[label] = summarize(await timeCalls(sql, statement, { pairs, calls, runAs }));
       console.log(`  ${label.padEnd(14)} ${calls} calls ${JSON.stringify(inDatabase[label])}`);
     }
 

@@ -31,11 +31,12 @@ async function seed(sql: postgres.Sql) {
            ('00000000-0000-4000-8000-' || lpad(to_hex(10001 + (n * 9 + j) % 10000), 12, '0'))::uuid,
            case when j = 0 then 'dj' else 'listener' end
     from generate_series(1, 10000) as n, generate_series(0, 8) as j`;
+  // All of it gone out (each room's seq 1..100 in id order), so no flush sends it during the run.
   await sql`
-    insert into public.messages (room_id, user_id, client_id, body)
+    insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
     select ('10000000-0000-4000-8000-' || lpad(to_hex(1 + m % 10000), 12, '0'))::uuid,
            ('00000000-0000-4000-8000-' || lpad(to_hex(1 + m % 10000), 12, '0'))::uuid,
-           'bench-' || m, 'message ' || m
+           'bench-' || m, 'message ' || m, (m + 9999) / 10000, now()
     from generate_series(1, 1000000) as m`;
   await sql`vacuum analyze`;
   const [counts] = await sql`

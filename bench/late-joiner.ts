@@ -6,12 +6,14 @@
 //   room-context-naive  the seed's getRecentContext: three queries one after another, each its
 //                       own transaction as the caller (bench/late-joiner/functions/), served by a
 //                       second gateway in this process with the same JWT check
-// Prints requests/s and p50/p99/max per scenario, and room-context's throughput over the naive
-// one's. Target: room-context p99 < 15 ms and at least 2× the naive throughput. Then, to show
+// Prints requests/s and p50/p99/max per scenario, each p99 as a multiple of health's p99 in the
+// same run, and room-context's throughput over the naive one's. Target: room-context p99 < 15 ms
+// and at least 2× the naive throughput. Then, to show
 // where the time goes, each statement's cost inside Postgres (timed there, one connection).
 // CLIENTS, WARMUP_S, DURATION_S and DB_POOL_MAX change the load and the functions' pool.
 import postgres from "npm:postgres@3.4.9";
-import { summarize, writeResults } from "./lib.ts";
+import { p99OverFloor, ratiosLine, summarize, writeResults } from "./lib.ts";
+import { type RunAs, timeCalls } from "./ingest/client.ts";
 import type { LoadJob, LoadResult } from "./late-joiner/load.ts";
 import { createGateway, serveGateway } from "../local/gateway.ts";
 import { userToken } from "../local/keys.ts";
@@ -54,13 +56,13 @@ async function seed(sql: postgres.Sql) {
     select pg_temp.id(2, n), 'Song ' || n, 'Artist ' || n % 300, 150000 + n % 120 * 1000
     from generate_series(1, 2000) n`;
   // Chat interleaved across rooms as live rooms would write it; created_at grows with the id,
-  // 10 ms apart, so the seed's ORDER BY created_at and the endpoints' ORDER BY id agree.
+  // 10 ms apart, so the seed's ORDER BY created_at and the endpoints' ORDER BY seq agree. All of
+  // it has gone out: each room's seq 1..1,000 in id order, broadcast when created.
   await sql`
-    insert into public.messages (room_id, user_id, client_id, body, created_at)
+    insert into public.messages (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
     select pg_temp.id(1, 1 + m % 1000), pg_temp.id(0, 1 + m % 1000), 'bench-' || m,
-           'message ' || m || ': what a track, who is this?',
-           now() - (1000000 - m) * interval '10 ms'
-    from generate_series(1, 1000000) m`;
+           'message ' || m || ': what a track, who is this?', t.at, (m + 999) / 1000, t.at
+    from generate_series(1, 1000000) m, lateral (select now() - (1000000 - m) * interval '10 ms') t (at)`;
   await sql`
     insert into public.play_history (room_id, song_id, played_at)
     select pg_temp.id(1, 1 + p % 1000), pg_temp.id(2, 1 + p % 2000),
@@ -94,34 +96,6 @@ function load(job: LoadJob): Promise<LoadResult> {
     worker.postMessage(job);
   }).finally(() => worker.terminate());
 }
-
-/**
- * What each statement costs inside Postgres, timed there with clock_timestamp(): `runs` calls
- * as the members of a spread of rooms, each planned anew (EXECUTE, like the functions' unnamed
- * statements). No pool, no round trips, no HTTP. Returns one duration (ms) per call.
- */
-const timeStatement = `
-  create function pg_temp.time_statement(statement text, rooms uuid[], claims text[], runs int)
-  returns double precision[]
-  language plpgsql as $$
-  declare
-    k int;
-    started timestamptz;
-    durations double precision[] := '{}';
-  begin
-    for i in 1 .. runs loop
-      k := 1 + (i * 7919) % array_length(rooms, 1);
-      perform set_config('role', 'authenticated', true),
-              set_config('request.jwt.claims', claims[k], true),
-              set_config('request.headers', '{"x-forwarded-proto": "https"}', true);
-      started := clock_timestamp();
-      execute statement using rooms[k];
-      durations := durations || extract(epoch from clock_timestamp() - started) * 1000;
-      perform set_config('role', 'postgres', true);
-    end loop;
-    return durations;
-  end;
-  $$`;
 
 await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env }) => {
   const sql = postgres(dbUrl, { prepare: false, max: 1, onnotice: () => {} });
@@ -163,10 +137,12 @@ await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env 
     };
     const results: Record<string, unknown> = {};
     const rps: Record<string, number> = {};
+    const p99s: Record<string, number> = {};
     for (const [name, url] of Object.entries(scenarios)) {
       const run = await load({ url, targets, clients, warmupMs, durationMs });
       rps[name] = Math.round((run.samplesMs.length / run.elapsedMs) * 1000 * 10) / 10;
       const timing = summarize(run.samplesMs);
+      p99s[name] = timing.p99_ms;
       results[name] = {
         requests: timing.count,
         requests_per_s: rps[name],
@@ -187,35 +163,49 @@ await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env 
     }
     const ratio = Math.round((rps["room-context"] / rps["room-context-naive"]) * 100) / 100;
     console.log(`room-context req/s ÷ naive req/s: ${ratio}× (targets: ≥ 2×, p99 < 15 ms)`);
+    const overHealth = p99OverFloor(p99s, "health (floor)");
+    console.log(`p99 ÷ health p99 (same run): ${ratiosLine(overHealth)}`);
 
-    // Where the time goes: the same statements inside Postgres, for the same members.
-    await sql.unsafe(timeStatement);
-    const rooms = members.map((m) => m.room);
-    const claims = members.map((m) =>
-      JSON.stringify({ sub: m.user, role: "authenticated", is_anonymous: false })
+    // Where the time goes: the same statements inside Postgres, for the same members (2,000
+    // calls, drawn across them), as bench/ingest/client.ts's timeCalls runs them: room-context
+    // and history as the functions call them, the naive queries as PostgREST runs them.
+    const pairs = Array.from(
+      { length: 2000 },
+      (_, i) => members[((i + 1) * 7919) % members.length],
     );
-    const statements = {
-      "room_context()": `select public.room_context($1)`,
-      "channel_history(100)": `select public.channel_history('room:' || $1 || ':chat', 100)`,
-      "naive 1: chat": `select * from public.messages where room_id = $1
-                        order by created_at desc limit 50`,
+    const statements: Record<string, [string, RunAs]> = {
+      "room_context()": [`edge.room_context($1)`, "caller, one statement"],
+      "channel_history(100)": [
+        `edge.channel_history('room:' || $1 || ':chat', 100)`,
+        "caller, one statement",
+      ],
+      "naive 1: chat": [
+        `select * from public.messages where room_id = $1 order by created_at desc limit 50`,
+        "caller, settings first",
+      ],
       // The seed orders chat by created_at, which no index serves: the room's 1,000 rows are
-      // read and sorted. The same query by id, for comparison:
-      "naive 1 by id instead": `select * from public.messages where room_id = $1
-                                order by id desc limit 50`,
-      "naive 2: plays + songs": `select h.*, (select to_jsonb(s) from public.songs s
-                                 where s.id = h.song_id) as songs
-                                 from public.play_history h where h.room_id = $1
-                                 order by h.played_at desc limit 10`,
-      "naive 3: playback": `select * from public.playback_state where room_id = $1`,
+      // read and sorted. The same query by seq (along the (room_id, seq) index, as
+      // room-context reads), for comparison:
+      "naive 1 by seq instead": [
+        `select * from public.messages where room_id = $1 and seq is not null
+         order by seq desc limit 50`,
+        "caller, settings first",
+      ],
+      "naive 2: plays + songs": [
+        `select h.*, (select to_jsonb(s) from public.songs s where s.id = h.song_id) as songs
+         from public.play_history h where h.room_id = $1
+         order by h.played_at desc limit 10`,
+        "caller, settings first",
+      ],
+      "naive 3: playback": [
+        `select * from public.playback_state where room_id = $1`,
+        "caller, settings first",
+      ],
     };
     const database: Record<string, unknown> = {};
     console.log("\nInside Postgres, per call (clock_timestamp, 2,000 calls, one connection):");
-    for (const [label, statement] of Object.entries(statements)) {
-      const [{ durations }] = await sql`
-        select pg_temp.time_statement(${statement}, ${rooms}::uuid[], ${claims}::text[], 2000)
-          as durations`;
-      database[label] = summarize(durations);
+    for (const [label, [statement, runAs]] of Object.entries(statements)) {
+      database[label] = summarize(await timeCalls(sql, statement, { pairs, calls: 2000, runAs }));
       console.log(`  ${label.padEnd(24)} ${JSON.stringify(database[label])}`);
     }
 
@@ -228,6 +218,7 @@ await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env 
       cpus: navigator.hardwareConcurrency,
       scenarios: results,
       room_context_over_naive_rps: ratio,
+      p99_over_health_p99: overHealth,
       in_database: database,
     });
   } finally {

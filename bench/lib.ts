@@ -42,3 +42,22 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator
     }
   }
 }
+
+/**
+ * Each scenario's p99 as a multiple of the floor scenario's p99 in the same run (e.g. health):
+ * what an endpoint adds over the cheapest request on the same machine under the same load.
+ */
+export function p99OverFloor(
+  p99s: Record<string, number>,
+  floor: string,
+): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(p99s)
+      .filter(([name]) => name !== floor)
+      .map(([name, p99]) => [name, Math.round((p99 / p99s[floor]) * 100) / 100]),
+  );
+}
+
+/** "room-context 3.1×, history 2.4×" */
+export const ratiosLine = (ratios: Record<string, number>) =>
+  Object.entries(ratios).map(([name, r]) => `${name} ${r.toFixed(2)}×`).join(", ");

@@ -11,14 +11,23 @@
 // Each loop has its own slice of users, so no two loops touch the same user's rows.
 // Prints requests/s, p50/p99/max, errors (and the first error body), the CPU per request
 // (bench/ingest/cpu.ts), then each statement's cost inside Postgres (clock_timestamp, one
-// connection, as the other benches). Target (reported, never asserted): p99 < 15 ms.
+// connection, as the other benches), and each p99 as a multiple of health's p99 in the same run.
+// Target (reported, never asserted): p99 < 15 ms.
 // The machine's CPUs are shared by the load client, the gateway and Postgres: run it again with
 // CLIENTS=4 for the unsaturated latency (results then go to presence-clients4.json).
 // CLIENTS, WARMUP_S, DURATION_S, POOL and DB_POOL_MAX change it.
 import postgres from "npm:postgres@3.4.9";
-import { summarize, type Timing, writeResults } from "./lib.ts";
+import { p99OverFloor, ratiosLine, summarize, type Timing, writeResults } from "./lib.ts";
 import type { LoadJob, LoadResult } from "./late-joiner/load.ts";
-import { figures, id, measuredLoad, round, seedBigRoom, timeCalls } from "./ingest/client.ts";
+import {
+  figures,
+  id,
+  measuredLoad,
+  round,
+  type RunAs,
+  seedBigRoom,
+  timeCalls,
+} from "./ingest/client.ts";
 import type { PostTarget } from "./ingest/client.ts";
 import { cpuLine, cpuSnapshot, cpuUsed } from "./ingest/cpu.ts";
 import { userToken } from "../local/keys.ts";
@@ -288,33 +297,49 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
       .filter(([k]) => ["GET presence", "heartbeat", "join"].includes(k))
       .map(([k, v]) => `${k} ${(v as { p99_ms: number }).p99_ms.toFixed(1)} ms`);
     console.log(`p99: ${target.join(", ")} (target < 15 ms; joins added ${joinAdded} members)`);
+    const overHealth = p99OverFloor(
+      Object.fromEntries(
+        ["health (floor)", "GET presence", "heartbeat", "join"].map((
+          k,
+        ) => [k, (results[k] as { p99_ms: number }).p99_ms]),
+      ),
+      "health (floor)",
+    );
+    console.log(`p99 ÷ health p99 (same run): ${ratiosLine(overHealth)}`);
 
     // Where the time goes: the statements inside Postgres, one connection, no HTTP or pool.
     const users = (first: number, count: number) =>
       Array.from({ length: count }, (_, i) => ({ room, user: id(0, first + i) }));
-    const statements: Record<string, [string, { room: string; user: string }[], boolean]> = {
-      "presence_get": [`select public.presence_get($1)`, users(1, present), true],
+    // The entry points as the functions call them; the parts as `postgres` or, for the rights
+    // check, with the caller's settings made first.
+    const caller: RunAs = "caller, one statement";
+    const statements: Record<string, [string, { room: string; user: string }[], RunAs]> = {
+      "presence_get": [`edge.presence_get($1)`, users(1, present), caller],
       "presence_heartbeat": [
-        `select public.presence_heartbeat($1, '${seedConnection}')`,
+        `edge.presence_heartbeat($1, '${seedConnection}')`,
         users(1, present),
-        true,
+        caller,
       ],
       "presence_join (new member)": [
-        `select public.presence_join($1, 'db-join-' || $2, '{"name": "Bench listener"}')`,
+        `edge.presence_join($1, 'db-join-' || $2, '{"name": "Bench listener"}')`,
         users(dbJoinFirst, dbCalls),
-        true,
+        caller,
       ],
       "presence_join (new conn.)": [
-        `select public.presence_join($1, 'db-conn-' || $2, '{"name": "Bench listener"}')`,
+        `edge.presence_join($1, 'db-conn-' || $2, '{"name": "Bench listener"}')`,
         users(2, present - 1),
-        true,
+        caller,
       ],
-      "  presence_snapshot": [`select private.presence_snapshot($1)`, users(1, present), false],
-      "  expire_presence": [`select private.expire_presence($1)`, users(1, present), false],
+      "  presence_snapshot": [
+        `select private.presence_snapshot($1)`,
+        users(1, present),
+        "postgres",
+      ],
+      "  expire_presence": [`select private.expire_presence($1)`, users(1, present), "postgres"],
       "  require_channel_access": [
         `select private.require_channel_access('room:' || $1, 'presence')`,
         users(1, present),
-        true,
+        "caller, settings first",
       ],
       // Both sweeps' cutoffs use clock_timestamp(), which is volatile: no index condition can
       // use it, so each is a scan of the room's every row. The same query with a cutoff that is
@@ -323,25 +348,25 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
         `select count(*) from private.presence_connections c
          where c.room_id = $1 and c.last_seen_at < clock_timestamp() - interval '60 seconds'`,
         users(1, 1),
-        false,
+        "postgres",
       ],
       "  stale conns, stable cutoff": [
         `select count(*) from private.presence_connections c
          where c.room_id = $1 and c.last_seen_at < now() - interval '60 seconds'`,
         users(1, 1),
-        false,
+        "postgres",
       ],
       "  inactive members, clock_ts()": [
         `select count(*) from private.presence_members m
          where m.room_id = $1 and m.last_active < clock_timestamp() - interval '60 seconds'`,
         users(1, 1),
-        false,
+        "postgres",
       ],
       "  inactive members, stable": [
         `select count(*) from private.presence_members m
          where m.room_id = $1 and m.last_active < now() - interval '60 seconds'`,
         users(1, 1),
-        false,
+        "postgres",
       ],
     };
     const inDatabase: Record<string, Timing> = {};
@@ -349,10 +374,10 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
       `\nInside Postgres, per call (clock_timestamp, ${dbCalls} calls, one connection, ` +
         `as the member; indented: parts, timed alone):`,
     );
-    for (const [label, [statement, pairs, asCaller]] of Object.entries(statements)) {
+    for (const [label, [statement, pairs, runAs]] of Object.entries(statements)) {
       await refresh(sql); // 2,000 calls take seconds: nobody may turn stale meanwhile
       inDatabase[label.trim()] = summarize(
-        await timeCalls(sql, statement, { pairs, calls: dbCalls, asCaller }),
+        await timeCalls(sql, statement, { pairs, calls: dbCalls, runAs }),
       );
       console.log(`  ${label.padEnd(32)} ${JSON.stringify(inDatabase[label.trim()])}`);
     }
@@ -366,6 +391,7 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
       db_pool_max: poolMax,
       cpus: navigator.hardwareConcurrency,
       scenarios: results,
+      p99_over_health_p99: overHealth,
       in_database: inDatabase,
       target: "p99 < 15 ms for join, heartbeat and GET at 16 clients",
     });

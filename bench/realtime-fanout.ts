@@ -4,8 +4,8 @@
 // WebSocket, spread over PROCESSES (4) client processes (bench/realtime-fanout/subscribers.ts).
 // All join at once. Once all are SUBSCRIBED, a publisher process (bench/realtime-fanout/
 // publisher.ts) sends one chat:batch of MESSAGES (10) messages every INTERVAL_MS (100) for
-// DURATION_S (30) s the way chat-send does: send_chat, then the forced window flush whose
-// private.publish commits realtime.send. Delivery latency runs from the commit (the publisher's
+// DURATION_S (30) s the way chat-send does: send_chat, then the room's flush
+// (private.flush_window) whose private.publish commits realtime.send. Delivery latency runs from the commit (the publisher's
 // wall clock right after the flush statement returned) to the receipt in a subscriber's
 // broadcast callback, both as performance.timeOrigin + performance.now() on this machine.
 // Prints joins (count, total time, each), deliveries expected vs received, latency

@@ -1,7 +1,21 @@
 // Where the CPU goes during a run, from /proc (Linux): this process's main thread (the gateways
-// and the functions they run), its Web Worker threads (the load client), its other threads
-// (V8 GC, Tokio I/O), every `postgres` process, and the rest of the machine. Benchmarks only.
+// and the functions they run), its Web Worker threads (the load client, the Realtime stand-in's
+// replication worker), its other threads (V8 GC, Tokio I/O), every `postgres` process by role
+// (client backends; the walsender that decodes WAL for Realtime; the rest: WAL writer,
+// autovacuum, checkpointer, ...), and the rest of the machine. Benchmarks only.
 const ticksPerSecond = 100; // USER_HZ: 100 on every Linux build that matters (getconf CLK_TCK)
+
+export type PostgresRole = "walsender" | "walwriter" | "backends" | "other";
+
+/** A Postgres process's role, from the title Postgres gives it (its cmdline). */
+export function postgresRole(pid: string): PostgresRole {
+  const title = read(`/proc/${pid}/cmdline`)?.replaceAll("\0", " ") ?? "";
+  if (title.includes("walsender")) return "walsender";
+  if (title.includes("walwriter")) return "walwriter";
+  return /\d+\.\d+\.\d+\.\d+\(\d+\)/.test(title) || title.includes("[local]")
+    ? "backends"
+    : "other";
+}
 
 /** utime + stime (ticks) from a /proc/.../stat line. */
 function cpuTicks(stat: string): number {
@@ -24,7 +38,8 @@ export interface CpuSnapshot {
   process: number;
   main: number;
   workers: Map<string, number>;
-  postgres: Map<string, number>;
+  /** pid -> [role, ticks] */
+  postgres: Map<string, [PostgresRole, number]>;
 }
 
 export function cpuSnapshot(): CpuSnapshot {
@@ -39,11 +54,13 @@ export function cpuSnapshot(): CpuSnapshot {
       if (stat) workers.set(task.name, cpuTicks(stat));
     }
   }
-  const postgres = new Map<string, number>();
+  const postgres = new Map<string, [PostgresRole, number]>();
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     const stat = read(`/proc/${entry.name}/stat`);
-    if (stat?.includes("(postgres)")) postgres.set(entry.name, cpuTicks(stat));
+    if (stat?.includes("(postgres)")) {
+      postgres.set(entry.name, [postgresRole(entry.name), cpuTicks(stat)]);
+    }
   }
   return {
     at: performance.now(),
@@ -65,7 +82,16 @@ export function cpuUsed(a: CpuSnapshot, b: CpuSnapshot, units: number) {
   const grown = (before: Map<string, number>, after: Map<string, number>) =>
     [...after].reduce((sum, [k, v]) => sum + v - (before.get(k) ?? 0), 0);
   const workers = grown(a.workers, b.workers);
-  const postgres = grown(a.postgres, b.postgres);
+  const postgresByRole: Record<PostgresRole, number> = {
+    backends: 0,
+    walsender: 0,
+    walwriter: 0,
+    other: 0,
+  };
+  for (const [pid, [role, ticks]] of b.postgres) {
+    postgresByRole[role] += ticks - (a.postgres.get(pid)?.[1] ?? 0);
+  }
+  const postgres = Object.values(postgresByRole).reduce((x, y) => x + y, 0);
   const main = b.main - a.main;
   const process = b.process - a.process;
   const busy = b.machineBusy - a.machineBusy;
@@ -86,6 +112,11 @@ export function cpuUsed(a: CpuSnapshot, b: CpuSnapshot, units: number) {
       Object.entries(seconds).map(([k, s]) => [k, Math.round(s * 100) / 100]),
     ),
     cpu_us_per_unit: perUnit,
+    postgres_us_per_unit_by_role: Object.fromEntries(
+      Object.entries(postgresByRole).map((
+        [role, ticks],
+      ) => [role, units ? Math.round((ticks / ticksPerSecond * 1e6) / units) : null]),
+    ) as Record<PostgresRole, number | null>,
   };
 }
 
@@ -98,6 +129,9 @@ export function cpuLine(used: ReturnType<typeof cpuUsed>, unit = "request"): str
     postgres: "postgres",
     rest_of_machine: "rest",
   };
+  const roles = Object.entries(used.postgres_us_per_unit_by_role).map(([k, us]) => `${k} ${us}`);
   return `CPU busy ${used.machine_busy_pct}% · per ${unit}: ` +
-    Object.entries(used.cpu_us_per_unit).map(([k, us]) => `${short[k]} ${us} µs`).join(", ");
+    Object.entries(used.cpu_us_per_unit).map(([k, us]) =>
+      `${short[k]} ${us} µs` + (k === "postgres" ? ` (${roles.join(", ")})` : "")
+    ).join(", ");
 }

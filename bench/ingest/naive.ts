@@ -1,11 +1,13 @@
 // The naive chat-send's SQL, created by bench/ingest.ts in its throwaway database only: what
-// public.send_chat does (room check, `send` right, identified caller, rate limit, idempotent
-// insert) minus the batching: no window, no flush; instead one realtime.send per stored message
-// (event chat:message, payload the Message), in the sender's transaction. push is ignored (the
-// benchmark sends none).
+// edge.send_chat does (room check, `send` right, identified caller, rate limit, idempotent
+// insert) minus the batching: no flush; instead one realtime.send per stored message (event
+// chat:message, payload the Message), in the sender's transaction. Each message is stored as
+// sent, numbered from a sequence of its own (so no flush or sweeper sends it again; the naive
+// path promises no contiguous seq). push is ignored (the benchmark sends none). Called like the
+// functions' entry points: as `postgres`, in the caller's one statement (db.ts asCaller).
 export const naiveStatements = [
   `create schema bench`,
-  `grant usage on schema bench to authenticated`,
+  `create sequence bench.naive_seq`,
   `create function bench.send_chat_naive(room_id uuid, messages jsonb)
    returns jsonb
    language plpgsql
@@ -31,8 +33,9 @@ export const naiveStatements = [
      rule := private.channel_rule(private.parse_channel(channel));
      perform private.take_tokens(channel, rule, jsonb_array_length(messages));
      for message in select value from jsonb_array_elements(messages) loop
-       insert into public.messages as m (room_id, user_id, client_id, body)
-       values (send_chat_naive.room_id, caller, message ->> 'client_id', message ->> 'body')
+       insert into public.messages as m (room_id, user_id, client_id, body, seq, broadcast_at)
+       values (send_chat_naive.room_id, caller, message ->> 'client_id', message ->> 'body',
+               nextval('bench.naive_seq'), clock_timestamp())
        on conflict on constraint messages_room_id_client_id_key do nothing
        returning m.* into stored;
        duplicate := stored.id is null;
@@ -50,5 +53,4 @@ export const naiveStatements = [
      return jsonb_build_object('accepted', accepted);
    end;
    $$`,
-  `grant execute on function bench.send_chat_naive(uuid, jsonb) to authenticated`,
 ];

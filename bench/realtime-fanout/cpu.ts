@@ -3,6 +3,8 @@
 // clients, the publisher), and the stack's own Postgres cluster by role (the walsender that
 // streams to the stand-in, the WAL writer, client backends, the rest). Only the cluster's
 // processes count, not other Postgres servers on a shared machine.
+import { type PostgresRole, postgresRole } from "../ingest/cpu.ts";
+
 const ticksPerSecond = 100; // USER_HZ (getconf CLK_TCK)
 
 function read(path: string): string | undefined {
@@ -19,17 +21,6 @@ function stat(path: string): [number, number] | undefined {
   if (!line) return;
   const fields = line.slice(line.lastIndexOf(")") + 2).split(" ");
   return [Number(fields[11]) + Number(fields[12]), Number(fields[1])];
-}
-
-export type PostgresRole = "walsender" | "walwriter" | "backends" | "other";
-
-function roleOf(pid: string): PostgresRole {
-  const title = read(`/proc/${pid}/cmdline`)?.replaceAll("\0", " ") ?? "";
-  if (title.includes("walsender")) return "walsender";
-  if (title.includes("walwriter")) return "walwriter";
-  return /\d+\.\d+\.\d+\.\d+\(\d+\)/.test(title) || title.includes("[local]")
-    ? "backends"
-    : "other";
 }
 
 export interface CpuSnapshot {
@@ -54,7 +45,7 @@ export function cpuSnapshot(children: Record<string, number[]>, dataDir: string)
     const s = stat(`/proc/${entry.name}/stat`);
     if (!s) continue;
     if (Number(entry.name) === postmaster) postgres.set(entry.name, ["other", s[0]]);
-    else if (s[1] === postmaster) postgres.set(entry.name, [roleOf(entry.name), s[0]]);
+    else if (s[1] === postmaster) postgres.set(entry.name, [postgresRole(entry.name), s[0]]);
   }
   return {
     at: performance.now(),

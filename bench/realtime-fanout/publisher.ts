@@ -1,15 +1,16 @@
 // The publisher of bench/realtime-fanout.ts, a process of its own so its CPU is counted apart.
 // Every INTERVAL_MS for DURATION_S it does what chat-send does for a request that fills a
-// batch, with the functions' own code (supabase/functions/_shared): public.send_chat of
-// MESSAGES messages as one of the room's members (asCaller), then private.flush_window(channel,
-// true) (flushNow), whose private.publish -> realtime.send commits one chat:batch. The batch's
+// batch, with the functions' own code (supabase/functions/_shared): edge.send_chat of
+// MESSAGES messages as one of the room's members (asCaller), then private.flush_window(channel)
+// on the background pool, again after the milliseconds it answers until it answers null (the
+// room's interval had not quite passed), whose private.publish -> realtime.send commits the
+// chat:batch. The batch's
 // sequence number rides in its messages' client_id, `b<seq>-<i>`. `committed_at` is the
 // wall-clock time (performance.timeOrigin + performance.now()) right after the flush statement
 // returns: it ran alone, so its commit had happened by then. Prints `{"type":"started"}` when
 // the first batch is about to go, and `{"type":"sent", batches: [...]}` at the end; it exits
 // when its stdin closes.
 import { asCaller, backgroundDb, closeDb, db } from "../../supabase/functions/_shared/db.ts";
-import { flushNow } from "../../supabase/functions/_shared/windows.ts";
 import type { Claims } from "../../supabase/functions/_shared/auth.ts";
 import { id } from "../ingest/client.ts";
 
@@ -59,10 +60,15 @@ for (let seq = 1; (seq - 1) * intervalMs < durationMs; seq++) {
   }));
   await asCaller(
     claimsOf(1 + (seq % members)),
-    (tx) => tx`select public.send_chat(${room}, ${tx.json(messages)})`,
+    (sql) => sql`edge.send_chat(${room}, ${sql.json(messages)})`,
   );
-  const flushStarted = now();
-  await flushNow(channel);
+  // flush_started_at: of the flush that sent the batch (an early one only says how long to wait).
+  let flushStarted = 0;
+  for (let next: number | null = 0; next !== null;) {
+    await sleep(next);
+    flushStarted = now();
+    [{ next }] = await backgroundDb()`select private.flush_window(${channel}) as next`;
+  }
   batches.push({
     seq,
     started_at: startedAt,

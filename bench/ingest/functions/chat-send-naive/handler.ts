@@ -12,10 +12,9 @@ export const handler = handle({
   POST: async (req) => {
     const claims = await requireUserOrService(req);
     const { room_id, messages } = parse(chatSendBody, await readJson(req, 64 * 1024));
-    const [{ result }] = await asCaller(
+    const result = await asCaller<{ accepted: unknown[] }>(
       claims,
-      (tx) =>
-        tx`select bench.send_chat_naive(${room_id}, ${tx.json(messages as JsonArray)}) as result`,
+      (sql) => sql`bench.send_chat_naive(${room_id}, ${sql.json(messages as JsonArray)})`,
       req,
     );
     return json(202, { accepted: result.accepted });
