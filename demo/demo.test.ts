@@ -367,7 +367,7 @@ browserTest(
     const host = await signIn(await person(browser), people.host.email, room);
     const listener = await signIn(await person(browser), people.listener.email, room);
     await host.getByTestId("play-pause").click();
-    const song = await startedSong(host);
+    await startedSong(host);
     const said = ["one", "two", "three", "four"];
     for (const [i, body] of said.entries()) await say(i % 2 ? listener : host, body);
     await waitForMessage(listener, "four");
@@ -375,7 +375,8 @@ browserTest(
 
     const late = await signIn(await person(browser), people.dj.email, room);
     assert.deepEqual(await bodies(late), said);
-    assert.equal(await text(late, "now-playing"), song);
+    // The host's page is the truth (under load its song may have moved on since it started).
+    assert.equal(await text(late, "now-playing"), await text(host, "now-playing"));
     await sleep(300);
     // Read both as close together as the two pages allow, and compare at the same wall time.
     const [ofHost, ofLate] = await Promise.all([position(host), position(late)]);

@@ -82,7 +82,8 @@ async function main(only: string[]): Promise<number> {
       const sqlFiles = chosen(".sql");
       const tsFiles = chosen(".ts");
       if (sqlFiles?.length !== 0) tallies.push(await pgProve(dbUrl, sqlFiles));
-      const denoFiles = tsFiles ?? await testFiles(["supabase/functions", "local", "client"]);
+      const denoFiles = tsFiles ??
+        await testFiles(["supabase/functions", "local", "client", "demo"]);
       const others = denoFiles.filter((f) => f !== outageTest);
       if (others.length > 0) tallies.push(await denoTest(others, env));
       if (!tsFiles || tsFiles.includes(outageTest)) tallies.push(await denoTest([outageTest], env));

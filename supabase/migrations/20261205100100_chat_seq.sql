@@ -132,7 +132,9 @@ begin
   insert into private.chat_flushes (room_id) values (room)
   on conflict on constraint chat_flushes_pkey do nothing;
   select f.last_batch_at into batched_at from private.chat_flushes f where f.room_id = room for update;
-  select coalesce(max(m.seq), 0) into last_seq from public.messages m where m.room_id = room;
+  -- One backward step on (room_id, seq); max(seq) would read the whole room.
+  select coalesce((select m.seq from public.messages m where m.room_id = room and m.seq is not null
+                   order by m.seq desc limit 1), 0) into last_seq;
   due := batched_at is null or batched_at + batch_interval <= clock_timestamp();
 
   loop
@@ -327,7 +329,9 @@ begin
   from (select e.message ->> 'client_id' as client_id, e.position,
                e.position = min(e.position) over (partition by e.message ->> 'client_id') as first_mention
         from jsonb_array_elements(messages) with ordinality as e (message, position)) as r
-  join public.messages m on m.room_id = send_chat.room_id and m.client_id = r.client_id;
+  -- Lateral, so each is one lookup in (room_id, client_id) rather than a join over the room.
+  cross join lateral (select m.* from public.messages m
+                      where m.room_id = send_chat.room_id and m.client_id = r.client_id) as m;
 
   return jsonb_build_object(
     'accepted', accepted,

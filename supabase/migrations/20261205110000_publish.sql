@@ -72,6 +72,13 @@ begin
         'An event is 1 to 100 of A-Z a-z 0-9 : _ . - and does not start with chat:, playback: or presence:.');
     end if;
     perform private.require_channel_access(target, 'publish');
+    -- Chat and playback have their own functions (batching, seq, conflation): nobody publishes
+    -- on them here, not even service_role.
+    if (select r.batch_interval_ms is not null or r.conflation_interval_ms is not null
+        from private.channel_rule(private.parse_channel(target)) r) then
+      perform private.raise_client_error(403, 'not_a_member',
+        'Chat and playback are sent through chat-send and playback, not published.');
+    end if;
 
     if given_id is not null then
       -- Claims the id (waiting for a concurrent publisher of the same one); a new statement then

@@ -5,7 +5,7 @@ import { handle, json, readJson } from "./http.ts";
 const handler = handle({
   GET: () => Promise.resolve(json(200, { ok: true })),
   POST: async (req) => {
-    const body = await readJson(req, 64) as { fail?: string };
+    const body = await readJson(req, 100) as { fail?: string };
     if (body.fail === "http") throw new HttpError(403, "not_host", "Only the host may do this.");
     if (body.fail === "bug") throw new Error("secret internals");
     if (body.fail === "db") {
@@ -87,4 +87,16 @@ Deno.test("readJson: a body within the limit is parsed", async () => {
   const response = await post(JSON.stringify({ hello: "world" }));
   assert.equal(response.status, 202);
   assert.deepEqual(await response.json(), { hello: "world" });
+});
+
+Deno.test("readJson: what Postgres' jsonb cannot store is 400, not a 500 later", async () => {
+  const deep = "[".repeat(33) + "]".repeat(33);
+  for (const body of ['"a\\u0000b"', '{"a\\u0000": 1}', '"\\ud800"', '{"x": ["\\udc00"]}', deep]) {
+    const response = await post(body);
+    assert.equal(response.status, 400, body.slice(0, 40));
+    assert.equal((await response.json()).error.code, "invalid_request");
+  }
+  const allowed = "[".repeat(32) + "]".repeat(32);
+  assert.equal((await post(allowed)).status, 202, "32 levels are allowed");
+  assert.equal((await post('"\\ud83c\\udfb5 ok"')).status, 202, "a surrogate pair is fine");
 });

@@ -9,6 +9,8 @@ interface ChannelFlush {
   running: boolean;
   /** Something committed while a flush ran, which that flush may not have seen. */
   again: boolean;
+  /** Flushes that failed in a row, for the backoff. */
+  failures: number;
   done: Promise<void>;
   finish: () => void;
 }
@@ -17,7 +19,7 @@ const flushes = new Map<string, ChannelFlush>();
 
 /**
  * Flushes a channel's broadcasts (private.flush_window) in `delayMs`, and again for as long as
- * the database says more is waiting. Call it after the commit of what is to go out: a flush
+ * the database says more is waiting (or, backing off, while flushing fails). Call it after the commit of what is to go out: a flush
  * that starts after that commit sees it. All requests of this instance share one timer per
  * channel, so a busy room costs one flush per interval, not one per request; flushes of other
  * instances are serialised by the database and skip what already went out. If this instance
@@ -30,7 +32,7 @@ export function requestFlush(channel: string, delayMs: number): void {
   if (!flush) {
     let finish!: () => void;
     const done = new Promise<void>((resolve) => finish = resolve);
-    flush = { firesAt, running: false, again: false, done, finish };
+    flush = { firesAt, running: false, again: false, failures: 0, done, finish };
     flushes.set(channel, flush);
     if (typeof EdgeRuntime !== "undefined") EdgeRuntime.waitUntil(done);
   }
@@ -39,7 +41,7 @@ export function requestFlush(channel: string, delayMs: number): void {
   } else if (flush.timer === undefined || firesAt < flush.firesAt) {
     clearTimeout(flush.timer);
     flush.firesAt = firesAt;
-    flush.timer = setTimeout(() => runFlush(channel, flush), firesAt - Date.now());
+    flush.timer = setTimeout(() => runFlush(channel, flush), Math.max(0, firesAt - Date.now()));
   }
 }
 
@@ -50,8 +52,13 @@ async function runFlush(channel: string, flush: ChannelFlush): Promise<void> {
   let next: number | null = null;
   try {
     [{ next }] = await backgroundDb()`select private.flush_window(${channel}) as next`;
+    flush.failures = 0;
   } catch (error) {
+    // A timeout, a deadlock or a dropped connection: try again soon, backing off, rather than
+    // leave what waits to the minute's sweeper.
     console.error(`flushing ${channel}:`, error);
+    flush.failures++;
+    next = Math.min(2000, 100 * 2 ** (flush.failures - 1));
   }
   flush.running = false;
   if (flush.again || next !== null) {

@@ -19,7 +19,7 @@
 --         never had a message   ...0003 rate limits   ...0004 batches and ids   ...0005 sizes
 -- =============================================================================
 begin;
-select plan(73);
+select plan(75);
 select tests.allow_edge_calls();
 
 select tests.create_user('publish-host');
@@ -627,6 +627,19 @@ select is(
     from generate_series(1, 50) as n)) -> 'published'),
   50,
   'the service role is not rate limited');
+
+-- Chat and playback have their own functions: not even the service role publishes on them.
+select pg_temp.as_service();
+select throws_ok(
+  $$ select edge.publish('[{"channel": "room:10a00000-0000-4000-8000-000000000001:playback",
+                             "event": "note", "payload": {"position_ms": 0}}]') $$,
+  'WS403', null,
+  'the service role may not publish on a playback channel (it would replace the kept state)');
+select throws_ok(
+  $$ select edge.publish('[{"channel": "room:10a00000-0000-4000-8000-000000000001:chat",
+                             "event": "note", "payload": {"body": "hi"}}]') $$,
+  'WS403', null,
+  'the service role may not publish on a chat channel (chat is numbered by seq)');
 
 select tests.clear_authentication();
 select * from finish();
