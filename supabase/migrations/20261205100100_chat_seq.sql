@@ -226,9 +226,14 @@ declare
   flushed int := 0;
 begin
   for due_channel in
-    select w.channel from private.broadcast_windows w where w.due_at <= clock_timestamp()
-    union
-    select 'room:' || m.room_id || ':chat' from public.messages m where m.seq is null
+    -- Oldest first, so rooms beyond max_windows are not skipped sweep after sweep.
+    select waiting.channel from (
+      select w.channel, w.due_at as since from private.broadcast_windows w where w.due_at <= clock_timestamp()
+      union all
+      select 'room:' || m.room_id || ':chat', min(m.created_at) from public.messages m
+      where m.seq is null group by m.room_id
+    ) as waiting
+    order by waiting.since
     limit max_windows
   loop
     -- One channel that cannot be flushed must not hold up the others.
