@@ -110,7 +110,8 @@ revoke all on function edge.publish(jsonb) from public, anon, authenticated, ser
 
 /**
  * ----
- * The queue in the late joiner's snapshot
+ * The late joiner's snapshot: chat that went out, by seq (20261205100100_chat_seq.sql), and the
+ * queue
  * ----
  */
 
