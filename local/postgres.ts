@@ -137,6 +137,9 @@ export async function startCluster(c: Cluster): Promise<void> {
     unix_socket_directories: c.dataDir,
     timezone: "UTC",
     log_timezone: "UTC",
+    // The application name in every log line lets the test run tell a warning a test provokes
+    // on purpose (it names itself) from one nobody expected.
+    log_line_prefix: "%m [%p] app=%a ",
     // pg_cron as hosted Supabase runs it; jobs run in background workers, not over a login.
     shared_preload_libraries: "pg_cron",
     "cron.database_name": "postgres",

@@ -16,10 +16,12 @@ const commands = {
   test: (...files) => ["local/test.ts", ...files],
   // `npm run bench -- <name>` runs bench/<name>.ts.
   bench: (name, ...args) => [`bench/${name}.ts`, ...args],
+  // `npm run chaos`: crash, restart and malformed-input scenarios at full size, with figures.
+  chaos: (...args) => ["chaos/run.ts", ...args],
 };
 const [command, ...rest] = process.argv.slice(2);
 if (!(command in commands) || (command === "bench" && !rest[0])) {
-  console.error("usage: node local/run.mjs start|stop|reset|test|bench <name>");
+  console.error("usage: node local/run.mjs start|stop|reset|test|chaos|bench <name>");
   process.exit(2);
 }
 
