@@ -3,19 +3,21 @@
 --
 -- What hosted Supabase has and a vanilla PostgreSQL 15 cluster lacks, so that
 -- supabase/migrations/* and supabase/tests/database/* run unchanged against
--- the Docker-free local stack.
+-- the Docker-free local stack, with the privileges they would have there.
 --
--- Run as the superuser `postgres` on database `postgres` at every start:
---   psql -v ON_ERROR_STOP=1 -U postgres -d postgres -f local/platform-bootstrap.sql
+-- Run as the superuser `supabase_admin` (the cluster's bootstrap user, as on
+-- hosted) on database `postgres` at every start:
+--   psql -v ON_ERROR_STOP=1 -U supabase_admin -d postgres -f local/platform-bootstrap.sql
 --
 -- It MUST stay idempotent: every statement either checks for existence first,
 -- uses IF NOT EXISTS / CREATE OR REPLACE, or is a grant/setting that is a no-op
 -- when already in place. A second run changes nothing meaningful.
 --
--- Sources of truth: shared/reference/supabase-conventions.md §2-3 (roles,
--- auth.*) and shared/reference/realtime.md §1-2 (realtime schema). Names match
--- hosted exactly; ownership differs only where a hosted-only admin role
--- (supabase_admin, supabase_auth_admin) would be needed (see notes inline).
+-- Sources of truth: shared/reference/hosted-fidelity.md (roles, owners,
+-- grants, pg_cron, how `db push` connects), supabase-conventions.md §2-3
+-- (auth.*) and realtime.md §1-2 (realtime schema). Names, attributes, owners
+-- and grants match hosted; where a hosted mechanism (supautils) cannot be
+-- reproduced in plain SQL, a narrow stand-in says so inline (section 7).
 --
 -- This file is local-only. Never ship it as a migration: on hosted Supabase
 -- every object below already exists and is owned by platform roles.
@@ -28,54 +30,69 @@ set client_min_messages = warning;
 -- =============================================================================
 -- 1. Roles
 --
--- Hosted today: anon, authenticated and service_role started as NOINHERIT and
--- were switched to INHERIT by supabase/postgres 20230529180330. authenticator
--- is the LOGIN role PostgREST uses; it stays NOINHERIT and only SET ROLEs.
+-- `supabase_admin` is the only superuser (it is the cluster's bootstrap user).
+-- `postgres` is what hosted demotes it to (10000000000000_demote-postgres.sql):
+-- NOSUPERUSER CREATEDB CREATEROLE LOGIN REPLICATION BYPASSRLS, owner of the
+-- database, member of the API roles, pg_read_all_data, pg_signal_backend and
+-- supabase_superuser, and NOT of the platform admins (auth, realtime).
+-- anon, authenticated and service_role started as NOINHERIT and were switched
+-- to INHERIT by supabase/postgres 20230529180330. authenticator is the LOGIN
+-- role PostgREST uses; it stays NOINHERIT and only SET ROLEs.
 -- Attributes are re-asserted with ALTER on every run so a drifted local role
--- is pulled back to the hosted shape.
+-- is pulled back to the hosted shape. Local passwords are all `postgres`.
 -- =============================================================================
 
 do $$
+declare
+  r record;
 begin
-  if not exists (select from pg_roles where rolname = 'anon') then
-    create role anon nologin;
-  end if;
-  if not exists (select from pg_roles where rolname = 'authenticated') then
-    create role authenticated nologin;
-  end if;
-  if not exists (select from pg_roles where rolname = 'service_role') then
-    create role service_role nologin bypassrls;
-  end if;
-  if not exists (select from pg_roles where rolname = 'authenticator') then
-    create role authenticator login noinherit;
-  end if;
-  -- Owner of the realtime objects (Realtime migration 20240401105812).
-  if not exists (select from pg_roles where rolname = 'supabase_realtime_admin') then
-    create role supabase_realtime_admin nologin noinherit;
-  end if;
+  for r in
+    select * from (values
+      ('postgres',                'login'),
+      ('anon',                    'nologin'),
+      ('authenticated',           'nologin'),
+      ('service_role',            'nologin'),
+      ('authenticator',           'login    noinherit'),
+      ('supabase_superuser',      'nologin'),
+      ('supabase_auth_admin',     'login    noinherit'),
+      ('supabase_realtime_admin', 'login    noinherit')
+    ) as roles(name, attributes)
+  loop
+    if not exists (select from pg_roles where rolname = r.name) then
+      execute format('create role %I %s', r.name, r.attributes);
+    end if;
+  end loop;
 end
 $$;
 
+alter role postgres  login inherit nosuperuser createdb createrole replication bypassrls
+  password 'postgres';
 alter role anon                    nologin inherit;
 alter role authenticated           nologin inherit;
 alter role service_role            nologin inherit bypassrls;
-alter role authenticator           login   noinherit;
-alter role supabase_realtime_admin nologin noinherit;
+alter role authenticator           login   noinherit password 'postgres';
+alter role supabase_superuser      nologin;
+alter role supabase_auth_admin     login   noinherit createrole noreplication password 'postgres';
+alter role supabase_realtime_admin login   noinherit createrole replication;
 
--- Memberships: authenticator may become any API role (PostgREST, Realtime
--- authorization); postgres is a member too so tests can `set local role ...`.
--- Checked first so reruns stay silent instead of emitting "already a member".
+alter database postgres owner to postgres;
+
+-- Memberships. Checked first so reruns stay silent instead of emitting
+-- "already a member".
 do $$
 declare
   m record;
 begin
   for m in
-    select r.role_name, g.member_name
-    from unnest(array['anon', 'authenticated', 'service_role']) as r(role_name)
-    cross join unnest(array['authenticator', 'postgres']) as g(member_name)
+    select * from (values
+      ('anon', 'authenticator'), ('authenticated', 'authenticator'), ('service_role', 'authenticator'),
+      ('anon', 'postgres'), ('authenticated', 'postgres'), ('service_role', 'postgres'),
+      ('pg_read_all_data', 'postgres'), ('pg_signal_backend', 'postgres'),
+      ('supabase_superuser', 'postgres'),
+      ('anon', 'supabase_realtime_admin'), ('authenticated', 'supabase_realtime_admin'),
+      ('service_role', 'supabase_realtime_admin')
+    ) as memberships(role_name, member_name)
   loop
-    -- pg_auth_members, not pg_has_role(): the latter is always true for a
-    -- superuser, which would skip the explicit grant to postgres.
     if not exists (select from pg_auth_members am
                    where am.roleid = m.role_name::regrole
                      and am.member = m.member_name::regrole) then
@@ -90,6 +107,7 @@ alter role anon          set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 alter role authenticator set statement_timeout = '8s';
 alter role authenticator set lock_timeout = '8s';
+alter role supabase_auth_admin set search_path = auth;
 
 
 -- =============================================================================
@@ -98,10 +116,14 @@ alter role authenticator set lock_timeout = '8s';
 -- Hosted installs extensions into `extensions`, not `public`, and puts that
 -- schema on the search_path of postgres and the API roles. pg_prove connects
 -- as postgres, so this is what makes plan()/ok()/... resolve unqualified.
+-- The schema and its extensions belong to supabase_admin, as on hosted.
+-- supabase_auth_admin's USAGE is local only: the Auth stand-in hashes
+-- passwords with pgcrypto (GoTrue does it in Go).
 -- =============================================================================
 
 create schema if not exists extensions;
-grant usage on schema extensions to anon, authenticated, service_role;
+grant usage on schema extensions to postgres, anon, authenticated, service_role;
+grant usage on schema extensions to supabase_auth_admin;
 
 create extension if not exists pgtap       with schema extensions;
 -- Enabled by default on hosted projects; cheap to mirror.
@@ -137,12 +159,15 @@ alter default privileges for role postgres in schema public
 -- =============================================================================
 -- 4. Schema `auth` (the subset GoTrue creates that migrations/policies use)
 --
--- Hosted: owned by supabase_auth_admin. Locally the superuser owns it; nothing
--- in the project should depend on who owns auth objects.
+-- As on hosted: the schema belongs to supabase_admin, its tables, types and
+-- functions to supabase_auth_admin (GoTrue creates them, and the local Auth
+-- stand-in connects as it); postgres has ALL on the tables but may not create
+-- anything in the schema. Ownership is handed over at the end of the section.
 -- =============================================================================
 
 create schema if not exists auth;
-grant usage on schema auth to anon, authenticated, service_role;
+grant usage on schema auth to postgres, anon, authenticated, service_role;
+grant usage, create on schema auth to supabase_auth_admin;
 
 -- auth.users: the columns application code and tests touch, with hosted
 -- types/defaults. GoTrue adds many more (tokens, confirmation fields, ...);
@@ -297,6 +322,20 @@ alter table auth.mfa_amr_claims enable row level security;
 revoke all on table auth.sessions, auth.refresh_tokens, auth.mfa_amr_claims
   from anon, authenticated;
 
+-- Owners and postgres's rights, as on hosted.
+alter table auth.users          owner to supabase_auth_admin;
+alter table auth.sessions       owner to supabase_auth_admin;
+alter table auth.refresh_tokens owner to supabase_auth_admin;
+alter table auth.mfa_amr_claims owner to supabase_auth_admin;
+alter type auth.aal_level       owner to supabase_auth_admin;
+alter function auth.uid()       owner to supabase_auth_admin;
+alter function auth.role()      owner to supabase_auth_admin;
+alter function auth.email()     owner to supabase_auth_admin;
+alter function auth.jwt()       owner to supabase_auth_admin;
+grant all on table auth.users, auth.sessions, auth.refresh_tokens, auth.mfa_amr_claims
+  to postgres;
+grant all on sequence auth.refresh_tokens_id_seq to postgres;
+
 
 -- =============================================================================
 -- 5. Schema `realtime` (what the Realtime server's tenant migrations create
@@ -307,8 +346,11 @@ revoke all on table auth.sessions, auth.refresh_tokens, auth.mfa_amr_claims
 -- recreated.
 -- =============================================================================
 
+-- The schema belongs to supabase_admin; postgres may use it (with grant
+-- option) but not create in it (Realtime 20260707120000).
 create schema if not exists realtime;
-grant usage on schema realtime to postgres, anon, authenticated, service_role;
+grant usage on schema realtime to postgres with grant option;
+grant usage on schema realtime to anon, authenticated, service_role, supabase_realtime_admin;
 
 -- realtime.messages, final shape (§1.1). Column order matters for anything
 -- that does `select *` or positional inserts, so it follows hosted exactly.
@@ -420,43 +462,109 @@ grant execute on function realtime.topic()                            to postgre
 grant execute on function realtime.send(jsonb, text, text, boolean) to postgres, anon, authenticated, service_role;
 
 
--- realtime.create_local_partitions(): LOCAL-ONLY stand-in.
+-- The daily partitions of realtime.messages are not made here: as on hosted,
+-- the Realtime server makes them when it connects and from its janitor
+-- (local/realtime/janitor.ts in the local stand-in).
+
+
+-- =============================================================================
+-- 6. pg_cron (Supabase Cron)
 --
--- On hosted, the Realtime server itself creates the daily partitions
--- realtime.messages_YYYY_MM_DD for yesterday .. today+3 (UTC) every time it
--- connects to the project database, owned by supabase_realtime_admin. With no
--- Realtime server attached to this cluster nobody would, and every insert
--- (including realtime.send) would fail with 23514 "no partition found".
--- This function does the same job; the bootstrap calls it on every start.
--- It is not part of hosted Supabase, so it is owned by the superuser and the
--- API roles cannot execute it. Migrations and app code must not call it.
-create or replace function realtime.create_local_partitions()
-returns void
+-- Hosted: created by supabase_admin in pg_catalog (through supautils); postgres
+-- gets USAGE on schema cron and ALL on its tables, functions and sequences,
+-- each with grant option, except cron.job, where it keeps SELECT only:
+-- `cron.schedule` works, writing cron.job directly does not. A migration's own
+-- `create extension if not exists pg_cron` then finds it in place.
+-- =============================================================================
+
+create extension if not exists pg_cron with schema pg_catalog;
+grant usage on schema cron to postgres with grant option;
+grant all on all tables    in schema cron to postgres with grant option;
+grant all on all functions in schema cron to postgres with grant option;
+grant all on all sequences in schema cron to postgres with grant option;
+revoke all on table cron.job from postgres;
+grant select on table cron.job to postgres with grant option;
+
+
+-- =============================================================================
+-- 7. Stand-in for supautils' policy grants (local only)
+--
+-- Hosted lets postgres CREATE / ALTER / DROP POLICY on realtime.messages
+-- although supabase_realtime_admin owns it: supautils (a C extension, not
+-- available here) runs those commands with the owner's rights, and only
+-- those. These event triggers do the same for a policy command issued by a
+-- postgres session: supabase_realtime_admin is granted to postgres when the
+-- command starts and revoked when it ends (a failed command rolls the grant
+-- back with its transaction). Every other command on realtime objects — ALTER
+-- TABLE, CREATE INDEX, CREATE TRIGGER — still fails as it does on hosted.
+-- =============================================================================
+
+create schema if not exists supautils_stand_in;
+revoke all on schema supautils_stand_in from public;
+
+create or replace function supautils_stand_in.policy_command_start()
+returns event_trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
-declare
-  -- Realtime works in UTC dates; don't depend on the session TimeZone.
-  today date := (now() at time zone 'utc')::date;
-  day   date;
-  part  text;
 begin
-  for offset_days in -1 .. 3 loop
-    day  := today + offset_days;
-    part := 'messages_' || to_char(day, 'YYYY_MM_DD');
-    if to_regclass(format('realtime.%I', part)) is null then
-      execute format(
-        'create table realtime.%I partition of realtime.messages for values from (%L) to (%L)',
-        part, day::timestamp, (day + 1)::timestamp
-      );
-      execute format('alter table realtime.%I owner to supabase_realtime_admin', part);
-    end if;
-  end loop;
+  if pg_has_role(session_user, 'postgres', 'member')
+     and not (select rolsuper from pg_catalog.pg_roles where rolname = session_user) then
+    grant supabase_realtime_admin to postgres;
+  end if;
 end;
 $$;
-comment on function realtime.create_local_partitions() is
-  'LOCAL ONLY (platform-bootstrap.sql): creates the daily realtime.messages partitions that the Realtime server creates on connect on hosted Supabase.';
-revoke all on function realtime.create_local_partitions() from public;
 
--- perform (not select) keeps the psql output free of a dummy result row.
-do $$ begin perform realtime.create_local_partitions(); end $$;
+create or replace function supautils_stand_in.policy_command_end()
+returns event_trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if pg_has_role('postgres', 'supabase_realtime_admin', 'member') then
+    revoke supabase_realtime_admin from postgres;
+  end if;
+end;
+$$;
+
+do $$
+begin
+  if not exists (select from pg_event_trigger where evtname = 'supautils_policy_command_start') then
+    create event trigger supautils_policy_command_start on ddl_command_start
+      when tag in ('CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+      execute function supautils_stand_in.policy_command_start();
+  end if;
+  if not exists (select from pg_event_trigger where evtname = 'supautils_policy_command_end') then
+    create event trigger supautils_policy_command_end on ddl_command_end
+      when tag in ('CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+      execute function supautils_stand_in.policy_command_end();
+  end if;
+end
+$$;
+
+
+-- =============================================================================
+-- 8. The login role `supabase db push` uses
+--
+-- Against a hosted project the CLI logs in as a temporary cli_login_* role and
+-- runs `SET SESSION ROLE postgres`, so migrations run as postgres without
+-- postgres's own role settings (its search_path with `extensions` does not
+-- apply). The local stack pushes as this role, whose login setting does the
+-- same SET ROLE.
+-- =============================================================================
+
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'cli_login_postgres') then
+    create role cli_login_postgres login noinherit;
+  end if;
+  if not exists (select from pg_auth_members
+                 where roleid = 'postgres'::regrole and member = 'cli_login_postgres'::regrole) then
+    grant postgres to cli_login_postgres;
+  end if;
+end
+$$;
+alter role cli_login_postgres login noinherit nosuperuser password 'postgres';
+alter role cli_login_postgres set role = 'postgres';

@@ -2,7 +2,7 @@
 // for the database `supabase start` runs. Local only.
 import { existsSync } from "node:fs";
 
-const pgBin = "/usr/lib/postgresql/15/bin";
+export const pgBin = "/usr/lib/postgresql/15/bin";
 export const isRoot = Deno.uid() === 0;
 
 interface SystemPackage {
@@ -33,20 +33,34 @@ export interface Cluster {
   dataDir: string;
   logFile: string;
   port: number;
+  /** As `postgres`, which is no superuser, as on hosted Supabase (what functions and tests use). */
   url: string;
+  /** As the superuser `supabase_admin` (the platform: bootstrap, Realtime). */
+  adminUrl: string;
   /** Extra server settings (`-c name=value`). */
   settings: Record<string, string>;
 }
 
 export function cluster(dir: string, port: number, settings: Record<string, string> = {}): Cluster {
+  const url = `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`;
   return {
     dir,
     dataDir: `${dir}/data`,
     logFile: `${dir}/postgres.log`,
     port,
-    url: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`,
+    url,
+    adminUrl: asRole(url, "supabase_admin"),
     settings,
   };
+}
+
+/** The same database as another of the platform's login roles (every local password is
+ * `postgres`). */
+export function asRole(url: string, role: string): string {
+  const other = new URL(url);
+  other.username = role;
+  other.password = "postgres";
+  return other.href;
 }
 
 interface RunResult {
@@ -101,7 +115,8 @@ async function giveToServerUser(path: string): Promise<void> {
   if (isRoot) await mustRun("chown", ["-R", "postgres:postgres", path]);
 }
 
-/** Creates the cluster (user postgres, password postgres over TCP) unless it exists. */
+/** Creates the cluster unless it exists: its bootstrap superuser is `supabase_admin`, as on
+ * hosted (password `postgres` over TCP); the bootstrap SQL makes `postgres` and the other roles. */
 export async function ensureCluster(c: Cluster): Promise<boolean> {
   if (existsSync(`${c.dataDir}/PG_VERSION`)) return false;
   await Deno.mkdir(c.dir, { recursive: true });
@@ -113,7 +128,7 @@ export async function ensureCluster(c: Cluster): Promise<boolean> {
       "-D",
       c.dataDir,
       "-U",
-      "postgres",
+      "supabase_admin",
       `--pwfile=${pwfile}`,
       "--auth-host=scram-sha-256",
       "--auth-local=trust",
@@ -170,9 +185,9 @@ export async function stopCluster(c: Cluster): Promise<void> {
   });
 }
 
-/** Runs a SQL file with psql, stopping at the first error. */
+/** Runs a SQL file with psql as supabase_admin, stopping at the first error. */
 export async function psqlFile(c: Cluster, file: string): Promise<void> {
-  await mustRun(`${pgBin}/psql`, [c.url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", file], {
+  await mustRun(`${pgBin}/psql`, [c.adminUrl, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", file], {
     env: { PGOPTIONS: "-c client_min_messages=warning" },
   });
 }

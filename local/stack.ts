@@ -3,14 +3,17 @@
 // Edge Functions on :54321. Local only: nothing here is deployed.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { closeDb, db } from "../supabase/functions/_shared/db.ts";
+import postgres from "npm:postgres@3.4.9";
+import { closeDb } from "../supabase/functions/_shared/db.ts";
 import { createDemoHandler, ensureClientBundle } from "../demo/serve.ts";
 import { type AuthSettings, authSettings } from "./auth/config.ts";
 import { AuthServer } from "./auth/server.ts";
 import { createGateway, serveGateway } from "./gateway.ts";
 import { Hub } from "./realtime/hub.ts";
+import { maintainPartitions } from "./realtime/janitor.ts";
 import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
 import {
+  asRole,
   assertPortFree,
   type Cluster,
   cluster,
@@ -18,6 +21,7 @@ import {
   ensurePackages,
   isRoot,
   isRunning,
+  pgBin,
   psqlFile,
   run,
   startCluster,
@@ -40,8 +44,10 @@ function devClusterDir(): string {
 
 /**
  * Brings a cluster to the state hosted Supabase would be in after `supabase db push`:
- * running, bootstrapped (local/platform-bootstrap.sql), with every migration and the seed.
- * Returns whether this call started the server.
+ * running, bootstrapped (local/platform-bootstrap.sql, as the superuser supabase_admin), with
+ * the day's partitions of realtime.messages (Realtime makes them when it connects), every
+ * migration and the seed — pushed as hosted pushes them: a login role that becomes `postgres`,
+ * which is no superuser. Returns whether this call started the server.
  */
 export async function prepareDatabase(c: Cluster): Promise<boolean> {
   await ensurePackages();
@@ -52,12 +58,15 @@ export async function prepareDatabase(c: Cluster): Promise<boolean> {
     await startCluster(c);
     started = true;
   }
+  await assertHostedRoles(c);
   await psqlFile(c, `${root}/local/platform-bootstrap.sql`);
+  const admin = postgres(c.adminUrl, { max: 1, onnotice: () => {} });
+  await maintainPartitions(admin).finally(() => admin.end());
   const push = await run(`${root}/node_modules/.bin/supabase`, [
     "db",
     "push",
     "--db-url",
-    `${c.url}?sslmode=disable`,
+    `${asRole(c.url, "cli_login_postgres")}?sslmode=disable`,
     "--include-seed",
     "--yes",
     "--workdir",
@@ -66,6 +75,20 @@ export async function prepareDatabase(c: Cluster): Promise<boolean> {
   if (push.code !== 0) throw new Error(`supabase db push failed:\n${push.stdout}${push.stderr}`);
   console.log((push.stderr + push.stdout).trim());
   return started;
+}
+
+/** A cluster made before the local roles matched hosted's has `postgres` as its bootstrap
+ * superuser, which cannot be undone in place: say how to start afresh. */
+async function assertHostedRoles(c: Cluster): Promise<void> {
+  const probe = await run(`${pgBin}/psql`, [c.adminUrl, "-X", "-c", "select"]);
+  if (probe.code === 0) return;
+  if (/role "supabase_admin" does not exist/.test(probe.stderr)) {
+    throw new Error(
+      "This local database was made before its roles matched hosted Supabase's (postgres is its " +
+        "superuser). `npm run reset` deletes it; the next `npm start` makes it anew with the seed.",
+    );
+  }
+  throw new Error(`Cannot connect to the local database as supabase_admin:\n${probe.stderr}`);
 }
 
 /** The environment a deployed function gets, pointing at this stack. */
@@ -80,7 +103,9 @@ export function setFunctionEnv(apiUrl: string, dbUrl: string): void {
 /**
  * The gateway with the Realtime and Auth stand-ins and the demo page behind it, on `port` (0:
  * any free one); `auth` overrides the Auth settings config.toml and the environment give (tests
- * shorten the token lifetime with it). `shutdown` stops them all.
+ * shorten the token lifetime with it). `shutdown` stops them all. `dbUrl` is the database as
+ * `postgres`; the stand-ins connect as the platform's roles do: Realtime as supabase_admin,
+ * Auth as supabase_auth_admin.
  */
 export async function startGateway(
   dbUrl: string,
@@ -89,8 +114,11 @@ export async function startGateway(
   { auth: authOverrides }: { auth?: Partial<AuthSettings> } = {},
 ) {
   const configPath = `${root}/supabase/config.toml`;
-  const auth = AuthServer.start(dbUrl, await authSettings(configPath, authOverrides));
-  const realtime = await Hub.start(dbUrl);
+  const auth = AuthServer.start(
+    asRole(dbUrl, "supabase_auth_admin"),
+    await authSettings(configPath, authOverrides),
+  );
+  const realtime = await Hub.start(asRole(dbUrl, "supabase_admin"));
   const handler = await createGateway({
     functionsDir: `${root}/supabase/functions`,
     configPath,
@@ -123,11 +151,6 @@ async function start(): Promise<void> {
   await ensureClientBundle().catch((error) => console.error(`warning: ${error.message}`));
   await Deno.mkdir(`${root}/.local`, { recursive: true });
   await Deno.writeTextFile(pidFile, String(Deno.pid));
-  // Realtime creates tomorrow's partitions of realtime.messages when it connects; keep doing
-  // that while the stack runs for days.
-  const partitions = setInterval(() => {
-    db()`select realtime.create_local_partitions()`.catch((e) => console.error(e));
-  }, 3_600_000);
 
   console.log(`
 Started the WhatsSound local stack (Ctrl-C stops it).
@@ -150,7 +173,6 @@ service_role key: ${serviceRoleKey}
     if (stopping) return;
     stopping = true;
     console.log("Stopping...");
-    clearInterval(partitions);
     await server.shutdown();
     await closeDb();
     if (startedPostgres) await stopCluster(c);

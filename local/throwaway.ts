@@ -23,6 +23,11 @@ export interface ThrowawayStack {
   env: Record<string, string>;
 }
 
+/**
+ * Runs `run` against a stack of its own and removes the stack afterwards — also when the run is
+ * interrupted (SIGINT, SIGTERM): the gateway and cluster it started are stopped and its folder
+ * removed before the process exits, so a killed test or benchmark leaves nothing running.
+ */
 export async function withThrowawayStack<T>(
   ports: { api: number; db: number },
   run: (stack: ThrowawayStack) => Promise<T>,
@@ -32,6 +37,24 @@ export async function withThrowawayStack<T>(
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   const logFile = `${dir}/gateway.log`;
   let server: Awaited<ReturnType<typeof startGateway>> | undefined;
+  let removing: Promise<void> | undefined;
+  const remove = () =>
+    removing ??= (async () => {
+      await server?.shutdown();
+      await closeDb();
+      if (await isRunning(c).catch(() => false)) await stopCluster(c);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    })();
+  const signals = { SIGINT: 130, SIGTERM: 143 } as const;
+  const onSignal = Object.fromEntries(
+    Object.entries(signals).map(([signal, code]) => [signal, () => {
+      console.error(`\n${signal}: stopping the throw-away stack...`);
+      remove().finally(() => Deno.exit(code));
+    }]),
+  );
+  for (const [signal, listener] of Object.entries(onSignal)) {
+    Deno.addSignalListener(signal as Deno.Signal, listener);
+  }
   try {
     await prepareDatabase(c);
     setFunctionEnv(apiUrl, c.url);
@@ -55,9 +78,9 @@ export async function withThrowawayStack<T>(
       },
     });
   } finally {
-    await server?.shutdown();
-    await closeDb();
-    if (await isRunning(c).catch(() => false)) await stopCluster(c);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    for (const [signal, listener] of Object.entries(onSignal)) {
+      Deno.removeSignalListener(signal as Deno.Signal, listener);
+    }
+    await remove();
   }
 }

@@ -14,6 +14,7 @@ import {
   supportedVsns,
   type Vsn,
 } from "./protocol.ts";
+import { startJanitor } from "./janitor.ts";
 import { type BroadcastRow, type Replication, streamBroadcasts } from "./replication.ts";
 import { isRestBroadcast, realtimeError, restBroadcast } from "./rest.ts";
 import { TokenError, verifyToken } from "./tokens.ts";
@@ -72,18 +73,23 @@ export class Hub {
   #presence = new Map<string, PresenceTopic>();
   #sockets = new Set<Connection>();
   #replication?: Replication;
+  #janitor?: { stop(): void };
 
   private constructor(readonly sql: postgres.Sql) {}
 
-  /** Connects to the project database and starts streaming what realtime.send commits. */
-  static async start(dbUrl: string): Promise<Hub> {
-    const hub = new Hub(postgres(dbUrl, { max: 4, prepare: false, onnotice: () => {} }));
-    hub.#replication = await streamBroadcasts(dbUrl, (row) => hub.#deliverRow(row));
+  /** Connects to the project database as Realtime does (as the superuser supabase_admin:
+   * `adminUrl`), keeps the partitions of realtime.messages and starts streaming what
+   * realtime.send commits. */
+  static async start(adminUrl: string): Promise<Hub> {
+    const hub = new Hub(postgres(adminUrl, { max: 4, prepare: false, onnotice: () => {} }));
+    hub.#janitor = await startJanitor(hub.sql);
+    hub.#replication = await streamBroadcasts(adminUrl, (row) => hub.#deliverRow(row));
     return hub;
   }
 
   async close(): Promise<void> {
     for (const socket of this.#sockets) socket.close(1001, "server shutting down");
+    this.#janitor?.stop();
     this.#replication?.close();
     await this.sql.end({ timeout: 1 });
   }
