@@ -80,15 +80,19 @@ export async function prepareDatabase(c: Cluster): Promise<boolean> {
 /** A cluster made before the local roles matched hosted's has `postgres` as its bootstrap
  * superuser, which cannot be undone in place: say how to start afresh. */
 async function assertHostedRoles(c: Cluster): Promise<void> {
-  const probe = await run(`${pgBin}/psql`, [c.adminUrl, "-X", "-c", "select"]);
-  if (probe.code === 0) return;
-  if (/role "supabase_admin" does not exist/.test(probe.stderr)) {
+  const psql = (url: string, query: string) =>
+    run(`${pgBin}/psql`, [url, "-X", "-A", "-t", "-c", query]);
+  const admin = await psql(c.adminUrl, "select");
+  if (admin.code === 0) return;
+  // Over TCP a missing role looks like a wrong password; ask the old superuser instead.
+  const bootstrapUser = await psql(c.url, "select rolname from pg_roles where oid = 10");
+  if (bootstrapUser.stdout.trim() === "postgres") {
     throw new Error(
       "This local database was made before its roles matched hosted Supabase's (postgres is its " +
         "superuser). `npm run reset` deletes it; the next `npm start` makes it anew with the seed.",
     );
   }
-  throw new Error(`Cannot connect to the local database as supabase_admin:\n${probe.stderr}`);
+  throw new Error(`Cannot connect to the local database as supabase_admin:\n${admin.stderr}`);
 }
 
 /** The environment a deployed function gets, pointing at this stack. */
