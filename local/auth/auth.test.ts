@@ -269,6 +269,36 @@ Deno.test("sign-up refusals: weak or missing password, bad address, phone, malfo
   assert.equal(tooLong.status, 400);
 });
 
+Deno.test("sign-up metadata jsonb cannot hold is 400 validation_failed, not 500", async () => {
+  // A lone surrogate or nesting deep enough to overflow jsonb's parser used to fail the insert.
+  const deep = `{"a":${"[".repeat(10_000)}${"]".repeat(10_000)}}`;
+  for (const data of ['{"a":"\\ud800"}', '{"a\\u0000":1}', deep]) {
+    const { status, body } = await raw("/signup", {
+      body: `{"email":"${newEmail()}","password":"secret1","data":${data}}`,
+      headers: { "x-supabase-api-version": "2024-01-01" },
+    });
+    assert.equal(status, 400, data.slice(0, 20));
+    assert.equal(body.code, "validation_failed", data.slice(0, 20));
+  }
+  // 31 levels are fine: they come back in the user's metadata, and in a token the functions take.
+  const nested = (levels: number) =>
+    JSON.parse('{"a":' + "[".repeat(levels - 1) + "]".repeat(levels - 1) + "}");
+  const tooDeep = await raw("/signup", {
+    body: { email: newEmail(), password: "secret1", data: nested(32) },
+  });
+  assert.equal(tooDeep.status, 400);
+  const { status, body } = await raw("/signup", {
+    body: { email: newEmail(), password: "secret1", data: nested(31) },
+  });
+  assert.equal(status, 200);
+  assert.deepEqual(body.user.user_metadata, nested(31));
+  const health = await fetch(`${apiUrl}/functions/v1/health`, {
+    headers: { authorization: `Bearer ${body.access_token}` },
+  });
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+});
+
 Deno.test("errors come in Supabase Auth's shapes: dated, initial, OAuth, and the API key check", async () => {
   const credentials = { email: newEmail(), password: "wrong password" };
   const dated = await raw("/token?grant_type=password", {

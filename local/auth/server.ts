@@ -5,6 +5,7 @@
 // errors and tables shaped as Supabase Auth's. Like the platform's API gateway it wants the
 // project's API key (`apikey`) on every endpoint but the public key set.
 import postgres from "npm:postgres@3.4.9";
+import { jsonbStorable } from "../../supabase/functions/_shared/validation.ts";
 import { anonKey, serviceRoleKey } from "../keys.ts";
 import type { AuthSettings } from "./config.ts";
 import { AuthError, errorResponse, OAuthError, wantsDatedErrors } from "./errors.ts";
@@ -324,8 +325,15 @@ function objectParam(params: Params, name: string): Record<string, unknown> {
   if (typeof value !== "object" || Array.isArray(value)) {
     throw badJson(`${name} must be an object`);
   }
-  if (JSON.stringify(value).includes("\\u0000")) {
-    throw new AuthError(400, "validation_failed", `${name} must not contain NUL characters`);
+  // What jsonb cannot store: NUL, lone surrogates, deep nesting (these used to be a 500). The
+  // data comes back in every token as user_metadata, one level down, whose claims the functions
+  // refuse past 32 levels: 31 here.
+  if (!jsonbStorable(value, 1)) {
+    throw new AuthError(
+      400,
+      "validation_failed",
+      `${name} must not contain NUL characters or lone surrogates, nor nest deeper than 31 levels`,
+    );
   }
   return value as Record<string, unknown>;
 }

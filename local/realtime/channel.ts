@@ -22,6 +22,8 @@ import { TokenError, verifyToken } from "./tokens.ts";
 const maxChannelsPerSocket = 100;
 // Phoenix closes a socket that has sent nothing, heartbeats included, for this long.
 const idleTimeoutMs = 60_000;
+// 9999-12-31T23:59:59.999Z, the last moment Realtime's replay `since` may name.
+const maxReplaySinceMs = 253_402_300_799_999;
 
 type Json = Record<string, unknown>;
 const objectOr = (value: unknown): Json =>
@@ -294,6 +296,13 @@ export class Connection {
     if (replay && !flagOr(config.private, false)) {
       throw new Refusal("UnableToReplayMessages: Replay is only available on private channels");
     }
+    // Realtime takes `since` as whole milliseconds that make a date (years up to 9999); anything
+    // else was read as a timestamp Postgres cannot hold, and the replay failed after the join
+    // had been answered.
+    const replaySince = replay?.since ?? 0;
+    if (!Number.isInteger(replaySince) || Math.abs(replaySince as number) > maxReplaySinceMs) {
+      throw new Refusal("UnableToReplayMessages: Replay params are not valid");
+    }
     const previous = this.channels.get(frame.topic);
     if (previous) {
       // Phoenix replaces a channel joined again on the same socket.
@@ -318,19 +327,24 @@ export class Connection {
       token,
       await verifyToken(token),
     );
+    const unauthorized = () =>
+      new Refusal(
+        `Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`,
+      );
     if (channel.isPrivate) {
+      // No row of realtime.messages can name such a topic (Postgres text holds no NUL), so no
+      // policy can grant it; the probe would only fail.
+      if (topic.includes("\u0000")) throw unauthorized();
       channel.grants.read = await this.#grants(channel, readGrants, channel.readExtensions);
       // Replay reads broadcasts: it needs that right, not just presence.
       if (!channel.readsAnything || (replay && !channel.grants.read.broadcast)) {
-        throw new Refusal(
-          `Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`,
-        );
+        throw unauthorized();
       }
     }
     if (replay) {
       const limit = typeof replay.limit === "number" ? replay.limit : 10;
       channel.replay = {
-        since: typeof replay.since === "number" ? replay.since : 0,
+        since: replaySince as number,
         // Realtime clamps the limit to 1..25.
         limit: Math.min(25, Math.max(1, Math.trunc(limit))),
       };

@@ -59,6 +59,31 @@ Deno.test("decodeText 1.0.0: an object frame, refs as strings or null", () => {
   );
 });
 
+Deno.test("decodeText: a ref that is not a string is read as its JSON text, never by its own toString", () => {
+  // String({toString: 1}) throws; such a frame used to fail past the decoder, unanswered.
+  for (const vsn of ["1.0.0", "2.0.0"] as const) {
+    const ref = { toString: 1 };
+    const joinRef = [{ toString: {} }];
+    const text = vsn === "2.0.0"
+      ? JSON.stringify([joinRef, ref, "phoenix", "heartbeat", {}])
+      : JSON.stringify({
+        topic: "phoenix",
+        event: "heartbeat",
+        payload: {},
+        ref,
+        join_ref: joinRef,
+      });
+    assert.deepEqual(decodeText(vsn, text), {
+      joinRef: '[{"toString":{}}]',
+      ref: '{"toString":1}',
+      topic: "phoenix",
+      event: "heartbeat",
+      payload: {},
+    });
+  }
+  assert.equal(decodeText("2.0.0", '[true, 2e64, "phoenix", "heartbeat", {}]').ref, "2e+64");
+});
+
 Deno.test("decodeText 2.0.0: realtime-js's array frames", () => {
   const join = clientEncoded({
     join_ref: "1",

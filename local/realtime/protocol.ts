@@ -44,8 +44,15 @@ const encoder = new TextEncoder();
 /** Decodes UTF-8, throwing on invalid bytes. */
 export const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
+// Phoenix echoes refs back as they came; here they are strings, and a ref that is not one (a
+// number, or any JSON a client put there) becomes its JSON text. String() would call a
+// client-chosen `toString`, which throws when it is not a function.
 const nullableString = (value: unknown) =>
-  value === null || value === undefined ? null : String(value);
+  value === null || value === undefined
+    ? null
+    : typeof value === "string"
+    ? value
+    : JSON.stringify(value);
 
 /** Decodes one text frame of either version. */
 export function decodeText(vsn: Vsn, text: string): Frame {

@@ -694,6 +694,23 @@ Deno.test("join: a forged token and an expired token are refused with Realtime's
   assert.match(await refusal(expired, "lobby", false), /^InvalidJWTToken: Token has expired/);
 });
 
+Deno.test("join and connect: a signed token whose sub is not a uuid is refused as InvalidJWTToken", async () => {
+  // The same check as the functions' (a user token carries a uuid sub): it used to pass, and the
+  // RLS probe's auth.uid() failed on it.
+  const badSub = await userToken("not-a-uuid");
+  assert.equal(
+    await refusal(badSub, `room:${accessRoom}:chat`),
+    "InvalidJWTToken: The token's sub must be a user id (a uuid).",
+  );
+  assert.match(await refusal(badSub, "lobby", false), /^InvalidJWTToken: The token's sub/);
+  const badFlag = await userToken(listener.id, { is_anonymous: "no" });
+  assert.match(await refusal(badFlag, "lobby", false), /^InvalidJWTToken: .*is_anonymous/);
+  assert.deepEqual(await upgrade(`?apikey=${badSub}&vsn=2.0.0`), {
+    status: 401,
+    body: { error: "The token's sub must be a user id (a uuid)." },
+  });
+});
+
 /** Sends a WebSocket upgrade request by hand and reads the HTTP answer (status, JSON body). */
 async function upgrade(query: string): Promise<{ status: number; body: unknown }> {
   const { hostname, port } = new URL(apiUrl);
@@ -1168,6 +1185,32 @@ Deno.test("replay on a public channel is refused with UnableToReplayMessages", a
     assert.match(reply.payload.response.reason, /^UnableToReplayMessages: /);
   } finally {
     await raw.close();
+  }
+});
+
+Deno.test("replay with a since that is no date is refused with UnableToReplayMessages, not answered then lost", async () => {
+  // since = 1e300 used to be answered ok, then fail in Postgres (timestamp out of range).
+  const client = realtimeClientFor(listener.token);
+  try {
+    for (const since of [1e300, -1e300, 1.5, "yesterday", 253_402_300_800_000]) {
+      const { status, error } = await subscribe(
+        client.channel(`room:${replayRoom}:queue`, {
+          config: { private: true, broadcast: { replay: { since: since as number } } },
+        }),
+      );
+      assert.equal(status, "CHANNEL_ERROR", String(since));
+      assert.equal(error!.message, "UnableToReplayMessages: Replay params are not valid");
+      await client.removeAllChannels();
+    }
+    // The furthest date there is replays nothing, and the channel lives.
+    const { status } = await subscribe(
+      client.channel(`room:${replayRoom}:queue`, {
+        config: { private: true, broadcast: { replay: { since: 253_402_300_799_999 } } },
+      }),
+    );
+    assert.equal(status, "SUBSCRIBED");
+  } finally {
+    await closeRealtime(client);
   }
 });
 

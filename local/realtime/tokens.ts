@@ -1,7 +1,12 @@
 // Token checks with the codes and messages Supabase Realtime answers with (its join reasons,
 // `system` messages and connect errors), on top of the functions' own JWT verification.
 import { decodeJwt } from "npm:jose@6.2.18";
-import { apiRoles, type Claims, verifyJwt } from "../../supabase/functions/_shared/auth.ts";
+import {
+  apiRoles,
+  type Claims,
+  InvalidClaimsError,
+  verifyJwt,
+} from "../../supabase/functions/_shared/auth.ts";
 import { HttpError } from "../../supabase/functions/_shared/errors.ts";
 
 export class TokenError extends Error {
@@ -39,5 +44,7 @@ function explain(token: string, error: HttpError): TokenError {
     return new TokenError("InvalidJWTToken", `Token has expired ${expiredFor} seconds ago`, true);
   }
   if (!apiRoles.has(claims.role)) return new TokenError("InvalidJWTToken", error.message);
+  // Signed, unexpired, but a `sub` that is no user id, an `is_anonymous` that is no boolean...
+  if (error instanceof InvalidClaimsError) return new TokenError("InvalidJWTToken", error.message);
   return new TokenError("JwtSignatureError", "Failed to validate JWT signature");
 }

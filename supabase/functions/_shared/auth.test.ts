@@ -34,6 +34,44 @@ Deno.test("expired, forged and unsigned tokens are invalid_token", async () => {
   await assertInvalid(`${btoa('{"alg":"none"}').replace(/=/g, "")}.${payload}.`, /alg "none"/);
 });
 
+Deno.test("correctly signed tokens whose claims no Supabase token has are invalid_token", async () => {
+  // The database casts sub (auth.uid()) and is_anonymous (the channel rules), and reads the
+  // claims as jsonb: such tokens used to reach it and answer 500.
+  for (
+    const sub of ["not-a-uuid", "", "00000000-0000-4000-8000-00000000000g", 42, null, [userId]]
+  ) {
+    await assertInvalid(await userToken(userId, { sub }), /sub must be a user id/);
+  }
+  await assertInvalid(await signJwt({ role: "service_role", sub: "admin", exp: 4e9 }), /sub/);
+  for (const isAnonymous of ["true", "yes", 1, null, {}]) {
+    await assertInvalid(
+      await userToken(userId, { is_anonymous: isAnonymous }),
+      /is_anonymous must be true or false/,
+    );
+  }
+  const deep = JSON.parse("[".repeat(40) + "]".repeat(40));
+  for (const user_metadata of [{ name: "a\u0000b" }, { name: "\ud800" }, { deep }]) {
+    await assertInvalid(await userToken(userId, { user_metadata }), /claims may not hold/);
+  }
+  for (const role of ["postgres", "supabase_admin", "", ["authenticated"]]) {
+    await assertInvalid(await userToken(userId, { role }), /role must be/);
+  }
+  // What Supabase Auth issues still passes: an upper-case uuid, an anonymous user, no sub.
+  assert.equal((await verifyJwt(await userToken(userId.toUpperCase()))).sub, userId.toUpperCase());
+  assert.equal((await verifyJwt(await signJwt({ role: "anon", exp: 4e9 }))).sub, undefined);
+});
+
+Deno.test("a header whose alg is not a string is invalid_token, not 503 unavailable", async () => {
+  // `alg: {toString: 1}` threw while the refusal was worded, and the TypeError was taken for a
+  // key set that could not be fetched.
+  const [, payload, signature] = (await userToken(userId)).split(".");
+  const encode = (value: unknown) => btoa(JSON.stringify(value)).replace(/=+$/, "");
+  for (const alg of [{ toString: 1 }, ["HS256"], null, 256]) {
+    await assertInvalid(`${encode({ alg })}.${payload}.${signature}`, /not accepted/);
+  }
+  await assertInvalid(`${encode({ typ: "JWT" })}.${payload}.${signature}`, /no alg/);
+});
+
 Deno.test("asymmetric tokens are verified against SUPABASE_JWKS", async () => {
   const { publicKey, privateKey } = await generateKeyPair("ES256");
   const jwk = { ...(await exportJWK(publicKey)), kid: "test-key", alg: "ES256", use: "sig" };

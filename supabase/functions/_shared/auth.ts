@@ -6,6 +6,7 @@ import {
   jwtVerify,
 } from "npm:jose@6.2.18";
 import { HttpError } from "./errors.ts";
+import { jsonbStorable } from "./validation.ts";
 
 /** The database roles a Supabase JWT may carry; anything else is refused. */
 export type ApiRole = "anon" | "authenticated" | "service_role";
@@ -62,6 +63,42 @@ function invalidToken(message: string): HttpError {
   return new HttpError(401, "invalid_token", message);
 }
 
+/** A correctly signed, unexpired token whose claims are not those of a Supabase token: 401
+ * `invalid_token` too, told apart so that Realtime can name it as Realtime does. */
+export class InvalidClaimsError extends HttpError {
+  constructor(message: string) {
+    super(401, "invalid_token", message);
+  }
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * What Supabase Auth puts in a token and the database relies on: an API role, `sub` (when
+ * present) a uuid, which auth.uid() casts to, `is_anonymous` (when present) a boolean, which the
+ * channel rules cast to, and claims that jsonb can hold, since auth.jwt() reads them as jsonb.
+ * A token that breaks one of these is not one Supabase Auth issued.
+ */
+function checkClaims(payload: JWTPayload): Claims {
+  if (typeof payload.role !== "string" || !apiRoles.has(payload.role)) {
+    throw new InvalidClaimsError("The token's role must be anon, authenticated or service_role.");
+  }
+  if (
+    payload.sub !== undefined && (typeof payload.sub !== "string" || !uuidPattern.test(payload.sub))
+  ) {
+    throw new InvalidClaimsError("The token's sub must be a user id (a uuid).");
+  }
+  if (payload.is_anonymous !== undefined && typeof payload.is_anonymous !== "boolean") {
+    throw new InvalidClaimsError("The token's is_anonymous must be true or false.");
+  }
+  if (!jsonbStorable(payload)) {
+    throw new InvalidClaimsError(
+      "The token's claims may not hold a \\u0000 or a lone surrogate, nor nest deeper than 32 levels.",
+    );
+  }
+  return payload as Claims;
+}
+
 /**
  * Verifies a Supabase JWT: HS256 with the legacy secret (JWT_SECRET), or RS256/ES256/EdDSA
  * against the project's JWKS. `alg: none`, bad signatures, expired tokens, tokens without
@@ -80,11 +117,15 @@ export async function verifyJwt(token: string): Promise<Claims> {
 }
 
 async function verifySignedJwt(token: string): Promise<Claims> {
-  let alg: string | undefined;
+  let alg: unknown;
   try {
     alg = decodeProtectedHeader(token).alg;
   } catch {
     throw invalidToken("The token is not a JWT.");
+  }
+  if (alg !== "HS256" && !asymmetricAlgorithms.includes(alg as string)) {
+    const named = typeof alg === "string" ? `alg "${alg}"` : "no alg";
+    throw invalidToken(`Tokens signed with ${named} are not accepted.`);
   }
   let payload: JWTPayload;
   try {
@@ -95,13 +136,11 @@ async function verifySignedJwt(token: string): Promise<Claims> {
         algorithms: ["HS256"],
         requiredClaims: ["exp"],
       }));
-    } else if (alg && asymmetricAlgorithms.includes(alg)) {
+    } else {
       ({ payload } = await jwtVerify(token, signingKeys(), {
         algorithms: asymmetricAlgorithms,
         requiredClaims: ["exp"],
       }));
-    } else {
-      throw invalidToken(`Tokens signed with alg "${alg}" are not accepted.`);
     }
   } catch (error) {
     if (error instanceof HttpError) throw error;
@@ -123,10 +162,7 @@ async function verifySignedJwt(token: string): Promise<Claims> {
       : "The token could not be verified.";
     throw invalidToken(reason);
   }
-  if (typeof payload.role !== "string" || !apiRoles.has(payload.role)) {
-    throw invalidToken("The token's role must be anon, authenticated or service_role.");
-  }
-  return payload as Claims;
+  return checkClaims(payload);
 }
 
 /** The bearer token of a request, or 401 `not_authenticated` when there is none. */

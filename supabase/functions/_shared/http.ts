@@ -3,6 +3,7 @@ import { json, preflightResponse } from "./cors.ts";
 export { json };
 import { clientErrorFromSql, databaseUnavailable, isDatabaseUnavailable } from "./db.ts";
 import { errorResponse, HttpError } from "./errors.ts";
+import { jsonbStorable } from "./validation.ts";
 
 export type Handler = (req: Request) => Promise<Response>;
 type MethodHandlers = Partial<Record<"GET" | "POST", (req: Request) => Promise<Response>>>;
@@ -68,26 +69,12 @@ export async function readJson(req: Request, maxBytes: number): Promise<unknown>
   } catch {
     throw new HttpError(400, "invalid_request", "The request body must be valid JSON.");
   }
-  if (!storable(value, 0)) {
+  if (!jsonbStorable(value)) {
     throw new HttpError(
       400,
       "invalid_request",
-      `The body may not nest deeper than ${maxDepth} levels, nor hold a \\u0000 or a lone surrogate.`,
+      "The body may not nest deeper than 32 levels, nor hold a \\u0000 or a lone surrogate.",
     );
   }
   return value;
-}
-
-const maxDepth = 32;
-
-// JSON.parse accepts what Postgres' jsonb refuses (\u0000, lone UTF-16 surrogates) and nesting
-// deep enough to overflow its parser: such a body is the client's mistake, a 400, not a 500.
-function storable(value: unknown, depth: number): boolean {
-  if (typeof value === "string") return value.isWellFormed() && !value.includes("\u0000");
-  if (value === null || typeof value !== "object") return true;
-  if (depth >= maxDepth) return false;
-  if (Array.isArray(value)) return value.every((item) => storable(item, depth + 1));
-  return Object.entries(value).every(([key, item]) =>
-    storable(key, depth) && storable(item, depth + 1)
-  );
 }

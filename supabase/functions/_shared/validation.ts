@@ -17,6 +17,23 @@ export function parse<Schema extends z.ZodType>(schema: Schema, input: unknown):
   return result.data;
 }
 
+const maxJsonbDepth = 32;
+
+/**
+ * Whether Postgres' jsonb can hold `value`: JSON.parse accepts what jsonb refuses (\u0000, lone
+ * UTF-16 surrogates) and nesting deep enough to overflow its parser (more than 32 levels here).
+ * Such input is the client's mistake, a 4xx, not a 500 later.
+ */
+export function jsonbStorable(value: unknown, depth = 0): boolean {
+  if (typeof value === "string") return value.isWellFormed() && !value.includes("\u0000");
+  if (value === null || typeof value !== "object") return true;
+  if (depth >= maxJsonbDepth) return false;
+  if (Array.isArray(value)) return value.every((item) => jsonbStorable(item, depth + 1));
+  return Object.entries(value).every(([key, item]) =>
+    jsonbStorable(key, depth) && jsonbStorable(item, depth + 1)
+  );
+}
+
 /** The query string as an object (a repeated parameter keeps its last value). */
 export function queryOf(req: Request): Record<string, string> {
   return Object.fromEntries(new URL(req.url).searchParams);

@@ -4,6 +4,7 @@
 // each room after the response, so tests poll for them.
 import assert from "node:assert/strict";
 import { callerQuery } from "../_shared/db.ts";
+import { userToken } from "../../../local/keys.ts";
 import {
   claimsOf,
   clientFor,
@@ -492,6 +493,24 @@ Deno.test("tokens and methods: 401 without a token, 405 for GET", async () => {
     "bad token",
   );
   await expectError(invoke(listener.client, "chat-send"), 405, "method_not_allowed", "GET");
+});
+
+Deno.test("a correctly signed token whose sub is not a uuid is 401 invalid_token, on every function", async () => {
+  // It used to reach auth.uid()'s cast to uuid and answer 500.
+  const badSub = clientFor(await userToken("not-a-uuid"));
+  const calls: [string, unknown?][] = [
+    ["chat-send", { room_id: basicRoom, messages: fresh(1, "badsub") }],
+    ["presence", { action: "join", room_id: basicRoom, connection_id: "badsub-tab" }],
+    ["presence", { action: "heartbeat", room_id: basicRoom, connection_id: "badsub-tab" }],
+    [`presence?room_id=${basicRoom}`],
+    [`room-context?room_id=${basicRoom}`],
+    [`history?channel=room:${basicRoom}:chat`],
+    ["health"],
+  ];
+  for (const [path, body] of calls) {
+    const error = await expectError(invoke(badSub, path, body), 401, "invalid_token", path);
+    assert.match(String(error.message), /sub must be a user id/, path);
+  }
 });
 
 Deno.test("200 waiting messages near the 64 KiB payload limit all go out, in batches within it", async () => {
