@@ -89,15 +89,18 @@ values
  */
 create table private.channel_actions (
   action text primary key check (action ~ '^[a-z]+$'),
+  -- How Supabase Realtime asks for it, through the policies on realtime.messages; null where
+  -- only the Edge Functions check it.
+  realtime_probe text,
   description text not null
 );
 
-insert into private.channel_actions (action, description) values
-  ('subscribe', 'join the channel and receive its broadcasts (Realtime: SELECT on realtime.messages)'),
-  ('publish', 'broadcast on it, straight to Realtime or through the publish function'),
-  ('presence', 'track presence on it (Realtime: INSERT with extension presence)'),
-  ('history', 'read what its rule kept (history, rewind, room-context)'),
-  ('send', 'send through the backend functions: chat-send, playback');
+insert into private.channel_actions (action, realtime_probe, description) values
+  ('subscribe', 'SELECT', 'join the channel and receive its broadcasts'),
+  ('publish', 'INSERT broadcast', 'broadcast on it, straight to Realtime or through the publish function'),
+  ('presence', 'INSERT presence', 'track presence on it'),
+  ('history', null, 'read what its rule kept: history, rewind, room-context'),
+  ('send', null, 'send through the backend functions: chat-send, playback');
 
 -- How each audience is matched is private.check_channel's: these rows name the ones it knows.
 create table private.channel_audiences (

@@ -209,8 +209,8 @@ set search_path = ''
 as $$
 declare
   target private.channel_with_rule := private.find_channel(flush_window.channel);
-  room uuid := (target.channel).resource_id;
   rule private.channel_rules := target.rule;
+  room uuid := (target.channel).resource_id;
 begin
   if rule.batch_interval_ms is not null then
     return private.flush_chat(room, rule);
