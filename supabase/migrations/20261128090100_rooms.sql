@@ -4,7 +4,9 @@
  * ----
  * Clients read through RLS; they write only rooms and memberships. Chat, plays and playback go
  * through the Edge Functions (chat-send, playback), so nothing skips batching, conflation or the
- * broadcast that follows a write. No table is reachable by `anon`.
+ * broadcast that follows a write. No table is reachable by `anon`. The tables hold the
+ * invariants every writer must respect as constraints; the functions' validation is the
+ * friendly copy.
  */
 
 /**
@@ -38,21 +40,32 @@ create table public.songs (
   duration_ms int not null check (duration_ms > 0)
 );
 
+/**
+ * Chat has no room-wide lock: a sender only inserts, and a message is numbered by `seq` when it
+ * goes out (private.flush_chat). Written any way at all, a row without seq waits for its room's
+ * next flush.
+ */
 create table public.messages (
   id bigint generated always as identity primary key,
   room_id uuid not null references public.rooms (id) on delete cascade,
   user_id uuid not null,
-  client_id text not null,
-  body text not null,
+  client_id text not null constraint messages_client_id_check check (client_id ~ '^[A-Za-z0-9:_-]{1,64}$'),
+  body text not null
+    constraint messages_body_check check (length(body) between 1 and 2000 and body !~ '^\s*$'),
   created_at timestamptz not null default now(),
-  -- When the message went out in a chat:batch; null = waiting for its window's flush. chat-send
-  -- inserts null; rows written any other way (imports, fixtures) count as already sent.
-  broadcast_at timestamptz default now(),
+  broadcast_at timestamptz,
+  seq bigint constraint messages_seq_check check (seq > 0),
   -- Idempotent publishing: a retried send with the same client_id finds the stored row.
-  unique (room_id, client_id)
+  constraint messages_room_id_client_id_key unique (room_id, client_id),
+  -- Also the index chat is read by: a room's newest, or what follows a seq.
+  constraint messages_room_id_seq_key unique (room_id, seq),
+  constraint messages_sent_check check ((seq is null) = (broadcast_at is null))
 );
 comment on table public.messages is
   'Chat. Written only by chat-send, which batches the broadcast on room:{id}:chat.';
+comment on column public.messages.broadcast_at is 'When the message went out in a chat:batch; null until then.';
+comment on column public.messages.seq is
+  'The message''s place in its room''s broadcast order: 1, 2, 3, … without holes; null until it goes out.';
 
 create table public.play_history (
   id bigint generated always as identity primary key,
@@ -73,11 +86,11 @@ comment on table public.playback_state is 'The latest applied player state per r
 
 /**
  * ----
- * Indexes for the queries the app makes
+ * Indexes for the queries the app makes (chat in seq order uses messages_room_id_seq_key)
  * ----
  */
--- Newest chat of a room (late joiners, history pages).
-create index messages_room_id_id_idx on public.messages (room_id, id desc);
+-- Chat waiting for its flush, in id order.
+create index messages_unsent_idx on public.messages (room_id, id) where seq is null;
 -- Newest plays of a room.
 create index play_history_room_id_played_at_idx on public.play_history (room_id, played_at desc, id desc);
 -- Rooms of a user (members of a room use the primary key).
@@ -276,3 +289,72 @@ using (room_id in (select private.my_room_ids()));
 create policy "Members read their rooms' playback state"
 on public.playback_state for select to authenticated
 using (room_id in (select private.my_room_ids()));
+
+/**
+ * ----
+ * Shapes of API.md §4. Plain SQL without SET clauses, so the planner inlines them into the
+ * queries that build JSON for many rows.
+ * ----
+ */
+
+/** API.md's Message. */
+create function private.message_json(m public.messages)
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object(
+    'id', m.id, 'seq', m.seq, 'room_id', m.room_id, 'user_id', m.user_id,
+    'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at
+  )
+$$;
+
+/** API.md's PlaybackState, with the server's clock so a client can place the position. */
+create function private.playback_json(p public.playback_state, server_time timestamptz)
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object(
+    'room_id', p.room_id, 'song_id', p.song_id, 'position_ms', p.position_ms,
+    'is_playing', p.is_playing, 'seq', p.seq, 'updated_at', p.updated_at,
+    'server_time', private.epoch_ms(server_time)
+  )
+$$;
+grant execute on function private.message_json(public.messages),
+  private.playback_json(public.playback_state, timestamptz) to authenticated, service_role;
+
+/**
+ * ----
+ * Room or 404: every entry point about one room answers room_not_found for a room that does not
+ * exist, before it judges the caller's rights (which would say 403).
+ * ----
+ */
+
+/** Whether a room exists, whoever may see it. */
+create function private.room_exists(room uuid)
+returns boolean
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return exists (select 1 from public.rooms r where r.id = room_exists.room);
+end;
+$$;
+
+/** 404 room_not_found unless the room exists. */
+create function private.require_room(room uuid)
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if not private.room_exists(require_room.room) then
+    perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
+  end if;
+end;
+$$;
+grant execute on function private.room_exists(uuid), private.require_room(uuid) to authenticated, service_role;

@@ -175,6 +175,74 @@ as $$
   grant execute on all functions in schema edge to anon, authenticated, service_role;
 $$;
 
+/**
+ * What a test keeps by name to check later: what an entry point answered while the test acted as
+ * a user (checked afterwards as postgres, or by another user), ids it made along the way, history
+ * pages it continues from. A table of the tests schema, so each file's rows go with its rollback;
+ * the API roles write it too, because tests keep answers while acting as them.
+ */
+create table if not exists tests.kept_values (name text primary key, value jsonb);
+grant select, insert on tests.kept_values to anon, authenticated, service_role;
+
+/** Keeps `value` (any type, as JSON) under `name`. */
+create or replace function tests.keep(name text, value anyelement)
+returns void
+language sql
+as $$
+  insert into tests.kept_values (name, value) values (keep.name, to_jsonb(keep.value))
+$$;
+
+/** What was kept under `name`, as JSON (null when nothing was). */
+create or replace function tests.kept(name text)
+returns jsonb
+language sql
+stable
+as $$
+  select k.value from tests.kept_values k where k.name = kept.name
+$$;
+
+/** A uuid kept under `name`. */
+create or replace function tests.kept_id(name text)
+returns uuid
+language sql
+stable
+as $$
+  select (tests.kept(name) #>> '{}')::uuid
+$$;
+
+/** The value at `path` in each item of a JSON array, in order, as text: the client_ids of a
+ * page, the user_ids of a member list. */
+create or replace function tests.field_of_each(items jsonb, variadic path text[])
+returns text[]
+language sql
+immutable
+as $$
+  select coalesce(array_agg(i.item #>> path order by i.position), '{}')
+  from jsonb_array_elements(items) with ordinality as i (item, position)
+$$;
+
+/**
+ * How a statement failed — {code: its SQLSTATE, message, hint} — or null when it did not. Like
+ * throws_ok it runs the statement in a subtransaction, so what the statement wrote is rolled back
+ * the way a failed request's transaction is.
+ */
+create or replace function tests.failure(statement text)
+returns jsonb
+language plpgsql
+as $$
+declare
+  state text;
+  error_message text;
+  error_hint text;
+begin
+  execute statement;
+  return null;
+exception when others then
+  get stacked diagnostics state = returned_sqlstate, error_message = message_text, error_hint = pg_exception_hint;
+  return jsonb_build_object('code', state, 'message', error_message, 'hint', error_hint);
+end;
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 -- The probe helpers must tell an allowed join from a refused one, or every matrix built on

@@ -11,7 +11,7 @@
 --  * Indexes are found by definition, not by name, so a rename does not break the test.
 -- =============================================================================
 begin;
-select plan(39);
+select plan(43);
 
 
 -- -----------------------------------------------------------------------------
@@ -27,6 +27,8 @@ select has_table('public', 'playback_state', 'public.playback_state exists');
 select has_table('private', 'channel_kinds', 'private.channel_kinds exists');
 select has_table('private', 'channel_rules', 'private.channel_rules exists');
 select has_table('private', 'channel_capabilities', 'private.channel_capabilities exists');
+select has_table('private', 'channel_actions', 'private.channel_actions exists');
+select has_table('private', 'channel_audiences', 'private.channel_audiences exists');
 
 
 -- -----------------------------------------------------------------------------
@@ -58,6 +60,10 @@ select ok(
    where conrelid = 'public.room_members'::regclass and contype = 'f'
      and confrelid = 'public.rooms'::regclass),
   'room_members are deleted with their room');
+select fk_ok('private', 'channel_capabilities', 'action', 'private', 'channel_actions', 'action',
+  'a capability''s action is one of channel_actions');
+select fk_ok('private', 'channel_capabilities', 'audience', 'private', 'channel_audiences', 'audience',
+  'a capability''s audience is one of channel_audiences');
 
 
 -- -----------------------------------------------------------------------------

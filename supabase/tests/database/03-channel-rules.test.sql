@@ -2,54 +2,47 @@
 -- 03-channel-rules: channel names, rules and the channel check (API.md §3).
 --
 -- private.parse_channel turns a name into (namespace, resource_id, kind); private.channel_rule
--- picks a channel's rule (its kind's override, else its namespace's row); private.check_channel
--- answers 'allowed', 'denied', 'identified_only' or 'invalid_channel' for the caller of the
--- current transaction. The RLS policies on realtime.messages that use it are in their own file.
+-- picks a channel's rule (its kind's override, else its namespace's row); private.find_channel
+-- and private.require_channel do both; private.check_channel answers 'allowed', 'denied',
+-- 'identified_only' or 'invalid_channel' for the caller of the current transaction, from the
+-- capabilities, whose actions and audiences are rows too. The RLS policies on realtime.messages
+-- that use it are in their own file.
 --
 -- Notes:
 --  * check_channel reads auth.jwt() / auth.uid(), i.e. request.jwt.claims: callers are set with
 --    tests.authenticate_as / tests.act_as, always after tests.clear_authentication() (the
 --    helpers read auth.users, which the API roles cannot).
---  * pg_temp.fixture keeps the ids of the users and the room; pg_temp.fx() reads it and
+--  * tests.keep keeps the ids of the users and the room; tests.kept_id() reads them and
 --    pg_temp.topic() builds a channel name from them.
 -- =============================================================================
 begin;
-select plan(48);
+select plan(59);
 
-create temp table fixture (name text primary key, id uuid not null);
-grant select on fixture to public;
-
-create function pg_temp.fx(key text) returns uuid
-language sql stable as $$
-  select f.id from pg_temp.fixture f where f.name = fx.key
-$$;
-
--- `<namespace>:<id of fixture>[:<kind>]`
+-- `<namespace>:<id kept under key>[:<kind>]`
 create function pg_temp.topic(namespace text, key text, kind text default null) returns text
 language sql stable as $$
-  select topic.namespace || ':' || pg_temp.fx(topic.key) || coalesce(':' || topic.kind, '')
+  select topic.namespace || ':' || tests.kept_id(topic.key) || coalesce(':' || topic.kind, '')
 $$;
 
--- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
+-- Our migrations take EXECUTE away from PUBLIC by default; this is called while acting as the
 -- API roles.
-grant execute on function pg_temp.fx(text), pg_temp.topic(text, text, text) to public;
+grant execute on function pg_temp.topic(text, text, text) to public;
 
-insert into fixture (name, id) values
-  ('host', tests.create_user('rules-host')),
-  ('dj', tests.create_user('rules-dj')),
-  ('listener', tests.create_user('rules-listener')),
-  ('guest', tests.create_user('rules-guest', true)),
-  ('outsider', tests.create_user('rules-outsider'));
+select tests.keep('host', tests.create_user('rules-host'));
+select tests.keep('dj', tests.create_user('rules-dj'));
+select tests.keep('listener', tests.create_user('rules-listener'));
+select tests.keep('guest', tests.create_user('rules-guest', true));
+select tests.keep('outsider', tests.create_user('rules-outsider'));
 
 with r as (
-  insert into public.rooms (name, host_id) values ('Rules room', pg_temp.fx('host')) returning id
+  insert into public.rooms (name, host_id) values ('Rules room', tests.kept_id('host')) returning id
 )
-insert into fixture (name, id) select 'room', id from r;
+select tests.keep('room', id) from r;
 
 insert into public.room_members (room_id, user_id, role) values
-  (pg_temp.fx('room'), pg_temp.fx('dj'), 'dj'),
-  (pg_temp.fx('room'), pg_temp.fx('listener'), 'listener'),
-  (pg_temp.fx('room'), pg_temp.fx('guest'), 'listener');
+  (tests.kept_id('room'), tests.kept_id('dj'), 'dj'),
+  (tests.kept_id('room'), tests.kept_id('listener'), 'listener'),
+  (tests.kept_id('room'), tests.kept_id('guest'), 'listener');
 
 
 -- -----------------------------------------------------------------------------
@@ -228,14 +221,69 @@ select throws_ok(
   'the anon role cannot call the channel check at all');
 
 select tests.clear_authentication();
-
-
-select tests.clear_authentication();
 select throws_ok(
   $$ update private.channel_rules set history = 'messages', history_retention = null
      where namespace = 'user' and kind = 'activity' $$,
   '23514', null,
   'only room chat can take its history from the messages table');
+
+
+-- -----------------------------------------------------------------------------
+-- private.find_channel and private.require_channel: a channel with its rule
+-- -----------------------------------------------------------------------------
+
+select is(((private.find_channel('room:8c1f6a4e-3b2d-4c5e-9f10-1a2b3c4d5e6f:chat')).rule).target, 'room:*:chat',
+  'find_channel gives the channel''s rule');
+select ok((private.find_channel('room:8c1f6a4e-3b2d-4c5e-9f10:chat')).rule is null,
+  'find_channel gives no rule for a name that is not a channel');
+select is(((private.require_channel('user:8c1f6a4e-3b2d-4c5e-9f10-1a2b3c4d5e6f:activity')).channel).resource_id,
+  '8c1f6a4e-3b2d-4c5e-9f10-1a2b3c4d5e6f'::uuid,
+  'require_channel gives the parsed channel');
+select throws_ok(
+  $$ select private.require_channel('room:8c1f6a4e-3b2d-4c5e-9f10-1a2b3c4d5e6f:lyrics') $$,
+  'WS400', 'invalid_request',
+  'require_channel refuses a name that is not a channel: 400 invalid_request');
+
+
+-- -----------------------------------------------------------------------------
+-- Actions and audiences are data, like channel kinds
+-- -----------------------------------------------------------------------------
+
+select results_eq(
+  $$ select action from private.channel_actions order by action collate "C" $$,
+  $$ values ('history'::text), ('presence'), ('publish'), ('send'), ('subscribe') $$,
+  'the actions are subscribe, publish, presence, history and send');
+select results_eq(
+  $$ select audience from private.channel_audiences order by audience collate "C" $$,
+  $$ values ('dj'::text), ('host'), ('listener'), ('member'), ('self'), ('service') $$,
+  'the audiences are member, listener, dj, host, self and service');
+select is(
+  (select count(*)::int from private.channel_capabilities where audience = 'service'),
+  (select count(*)::int from private.channel_kinds) * (select count(*)::int from private.channel_actions),
+  'the service role may do every action on every channel kind');
+select throws_ok(
+  $$ insert into private.channel_capabilities (namespace, kind, action, audience)
+     values ('room', 'chat', 'moderate', 'host') $$,
+  '23503', null,
+  'a capability for an action that is not in channel_actions is refused');
+select throws_ok(
+  $$ insert into private.channel_capabilities (namespace, kind, action, audience)
+     values ('room', 'chat', 'subscribe', 'guest') $$,
+  '23503', null,
+  'a capability for an audience that is not in channel_audiences is refused');
+
+-- A new action takes two rows, no change of constraint or code: the action and who may do it.
+insert into private.channel_actions (action, description) values ('moderate', 'hide chat messages');
+insert into private.channel_capabilities (namespace, kind, action, audience) values ('room', 'chat', 'moderate', 'host');
+
+select tests.authenticate_as('rules-host');
+select is(private.check_channel(pg_temp.topic('room', 'room', 'chat'), 'moderate'), 'allowed',
+  'a new action is allowed to the audience its capability names');
+select tests.clear_authentication();
+select tests.authenticate_as('rules-listener');
+select is(private.check_channel(pg_temp.topic('room', 'room', 'chat'), 'moderate'), 'denied',
+  'and to nobody else');
+select tests.clear_authentication();
 
 select * from finish();
 rollback;

@@ -12,8 +12,8 @@
 --    written as a flush leaves it (seq and broadcast_at set; 07 tests the flush): history serves
 --    only what went out. Chat ids come from an identity column, so they are found again by
 --    client_id.
---  * pg_temp.published keeps the ids private.publish returned; pg_temp.pages keeps history
---    pages read as a member, so they can be compared after switching users.
+--  * tests.keep keeps the ids private.publish returned and the history pages read as a member,
+--    so they can be compared after switching users.
 --
 -- Rooms:  ...0001 main room (publish, chat pages, after_seq, queue, playback)
 --         ...0002 chat with fixed times
@@ -43,38 +43,24 @@ from (values ('05a00000-0000-4000-8000-000000000001'), ('05a00000-0000-4000-8000
              ('05a00000-0000-4000-8000-000000000005')) as r (room_id)
 cross join (values ('history-listener'), ('history-guest')) as u (who);
 
-create temp table published (name text primary key, id bigint);
-create temp table pages (name text primary key, result jsonb not null);
-grant select, insert on published, pages to public;
-
 -- The client_ids of a history answer's items, in order.
 create function pg_temp.client_ids(result jsonb) returns text[]
 language sql immutable as $$
-  select coalesce(array_agg(i.item -> 'data' ->> 'client_id' order by i.n), '{}')
-  from jsonb_array_elements(result -> 'items') with ordinality as i (item, n)
+  select tests.field_of_each(result -> 'items', 'data', 'client_id')
 $$;
-create function pg_temp.published_id(key text) returns bigint
-language sql stable as $$
-  select p.id from pg_temp.published p where p.name = published_id.key
-$$;
-create function pg_temp.page(key text) returns jsonb
-language sql stable as $$
-  select p.result from pg_temp.pages p where p.name = page.key
-$$;
--- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
+-- Our migrations take EXECUTE away from PUBLIC by default; this is called while acting as the
 -- API roles.
-grant execute on function pg_temp.client_ids(jsonb), pg_temp.published_id(text), pg_temp.page(text)
-  to public;
+grant execute on function pg_temp.client_ids(jsonb) to public;
 
 
 -- -----------------------------------------------------------------------------
 -- private.publish
 -- -----------------------------------------------------------------------------
 
-insert into published (name, id) values
-  ('queue 1', private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added', '{"song": "first"}'));
+select tests.keep('queue 1',
+  private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:added', '{"song": "first"}'));
 
-select ok(pg_temp.published_id('queue 1') is not null, 'publish returns the id of the message');
+select ok(tests.kept('queue 1')::bigint is not null, 'publish returns the id of the message');
 select is(
   (select count(*)::int from realtime.messages m
    where m.topic = 'room:05a00000-0000-4000-8000-000000000001:queue' and m.event = 'queue:added'
@@ -85,42 +71,43 @@ select is(
 select results_eq(
   $$ select id, channel, event, data from private.channel_messages
      where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' $$,
-  $$ values (pg_temp.published_id('queue 1'), 'room:05a00000-0000-4000-8000-000000000001:queue'::text,
+  $$ values (tests.kept('queue 1')::bigint, 'room:05a00000-0000-4000-8000-000000000001:queue'::text,
              'queue:added'::text, '{"song": "first"}'::jsonb) $$,
   'a message on a queue channel is kept in its history');
 select results_eq(
   $$ select id, event, data from private.channel_last_messages
      where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' $$,
-  $$ values (pg_temp.published_id('queue 1'), 'queue:added'::text, '{"song": "first"}'::jsonb) $$,
+  $$ values (tests.kept('queue 1')::bigint, 'queue:added'::text, '{"song": "first"}'::jsonb) $$,
   'a message on a queue channel is kept as its last message');
 
-insert into published (name, id) values
-  ('queue 2', private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:removed', '{"song": "second"}'));
+select tests.keep('queue 2',
+  private.publish('room:05a00000-0000-4000-8000-000000000001:queue', 'queue:removed', '{"song": "second"}'));
 
-select ok(pg_temp.published_id('queue 2') > pg_temp.published_id('queue 1'),
+select ok(tests.kept('queue 2')::bigint > tests.kept('queue 1')::bigint,
   'a later message gets a greater id');
 select results_eq(
   $$ select id, event, data from private.channel_last_messages
      where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' $$,
-  $$ values (pg_temp.published_id('queue 2'), 'queue:removed'::text, '{"song": "second"}'::jsonb) $$,
+  $$ values (tests.kept('queue 2')::bigint, 'queue:removed'::text, '{"song": "second"}'::jsonb) $$,
   'a second message on a queue channel replaces its last message');
 select results_eq(
   $$ select id from private.channel_messages
      where channel = 'room:05a00000-0000-4000-8000-000000000001:queue' order by id $$,
-  $$ values (pg_temp.published_id('queue 1')), (pg_temp.published_id('queue 2')) $$,
+  $$ values (tests.kept('queue 1')::bigint), (tests.kept('queue 2')::bigint) $$,
   'both messages on the queue channel stay in its history');
 
 -- Playback: persist_last, no history.
-insert into published (name, id) values
-  ('playback 1', private.publish('room:05a00000-0000-4000-8000-000000000001:playback', 'playback:position',
-                                 '{"position_ms": 1000, "seq": 1}')),
-  ('playback 2', private.publish('room:05a00000-0000-4000-8000-000000000001:playback', 'playback:position',
-                                 '{"position_ms": 2000, "seq": 2}'));
+select tests.keep('playback 1',
+  private.publish('room:05a00000-0000-4000-8000-000000000001:playback', 'playback:position',
+                  '{"position_ms": 1000, "seq": 1}'));
+select tests.keep('playback 2',
+  private.publish('room:05a00000-0000-4000-8000-000000000001:playback', 'playback:position',
+                  '{"position_ms": 2000, "seq": 2}'));
 
 select results_eq(
   $$ select id, event, data from private.channel_last_messages
      where channel = 'room:05a00000-0000-4000-8000-000000000001:playback' $$,
-  $$ values (pg_temp.published_id('playback 2'), 'playback:position'::text,
+  $$ values (tests.kept('playback 2')::bigint, 'playback:position'::text,
              '{"position_ms": 2000, "seq": 2}'::jsonb) $$,
   'a playback channel keeps its last message');
 select is_empty(
@@ -133,9 +120,9 @@ select is(
   'every playback message is broadcast');
 
 -- Meta: nothing persisted, still broadcast.
-insert into published (name, id) values
-  ('meta', private.publish('room:05a00000-0000-4000-8000-000000000001', 'presence:member_added',
-                           '{"user_id": "someone", "total": 1}'));
+select tests.keep('meta',
+  private.publish('room:05a00000-0000-4000-8000-000000000001', 'presence:member_added',
+                  '{"user_id": "someone", "total": 1}'));
 
 select ok(
   not exists (select 1 from private.channel_messages where channel = 'room:05a00000-0000-4000-8000-000000000001')
@@ -149,13 +136,13 @@ select is(
   'a message on the room meta channel is still broadcast');
 
 -- Push.
-insert into published (name, id) values
-  ('chat push', private.publish('room:05a00000-0000-4000-8000-000000000001:chat', 'chat:batch',
-                                '{"messages": []}', '{"title": "New message"}'));
+select tests.keep('chat push',
+  private.publish('room:05a00000-0000-4000-8000-000000000001:chat', 'chat:batch',
+                  '{"messages": []}', '{"title": "New message"}'));
 
 select results_eq(
-  $$ select id, channel, event, push, sent_at from private.push_outbox where id = pg_temp.published_id('chat push') $$,
-  $$ values (pg_temp.published_id('chat push'), 'room:05a00000-0000-4000-8000-000000000001:chat'::text,
+  $$ select id, channel, event, push, sent_at from private.push_outbox where id = tests.kept('chat push')::bigint $$,
+  $$ values (tests.kept('chat push')::bigint, 'room:05a00000-0000-4000-8000-000000000001:chat'::text,
              'chat:batch'::text, '{"title": "New message"}'::jsonb, null::timestamptz) $$,
   'a push on a chat channel goes to the push outbox, unsent');
 select throws_ok(
@@ -232,79 +219,79 @@ select is(
   'chat history forwards is oldest first');
 
 -- Backwards in pages of 2, with messages going out between the pages.
-insert into pg_temp.pages values
-  ('back 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2));
+select tests.keep('back 1',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2));
 
 select tests.clear_authentication();
 insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
 values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-6', 'Message 6', 6, now());
 select tests.authenticate_as('history-listener');
 
-insert into pg_temp.pages values
-  ('back 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
-                                  after_key => (pg_temp.page('back 1') ->> 'next_after_key')::bigint));
+select tests.keep('back 2',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
+                       after_key => (tests.kept('back 1') ->> 'next_after_key')::bigint));
 
 select tests.clear_authentication();
 insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
 values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-7', 'Message 7', 7, now());
 select tests.authenticate_as('history-listener');
 
-insert into pg_temp.pages values
-  ('back 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
-                                  after_key => (pg_temp.page('back 2') ->> 'next_after_key')::bigint));
+select tests.keep('back 3',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 2,
+                       after_key => (tests.kept('back 2') ->> 'next_after_key')::bigint));
 
-select is(pg_temp.client_ids(pg_temp.page('back 1')), array['page-5', 'page-4'],
+select is(pg_temp.client_ids(tests.kept('back 1')), array['page-5', 'page-4'],
   'a backwards page holds at most max_items, newest first');
-select is(pg_temp.page('back 1') -> 'has_more', 'true'::jsonb,
+select is(tests.kept('back 1') -> 'has_more', 'true'::jsonb,
   'has_more is true when older messages exist');
-select is(pg_temp.page('back 1') -> 'next_after_key', '4'::jsonb,
+select is(tests.kept('back 1') -> 'next_after_key', '4'::jsonb,
   'a chat page''s next_after_key is the seq of its last item');
 select is(
-  pg_temp.client_ids(pg_temp.page('back 1')) || pg_temp.client_ids(pg_temp.page('back 2'))
-    || pg_temp.client_ids(pg_temp.page('back 3')),
+  pg_temp.client_ids(tests.kept('back 1')) || pg_temp.client_ids(tests.kept('back 2'))
+    || pg_temp.client_ids(tests.kept('back 3')),
   array['page-5', 'page-4', 'page-3', 'page-2', 'page-1'],
   'backwards pages continue after next_after_key: no message twice, none skipped, new ones not mixed in');
-select is(pg_temp.page('back 2') -> 'has_more', 'true'::jsonb,
+select is(tests.kept('back 2') -> 'has_more', 'true'::jsonb,
   'has_more stays true on a middle page');
 select is(
-  jsonb_build_object('has_more', pg_temp.page('back 3') -> 'has_more', 'next_after_key', pg_temp.page('back 3') -> 'next_after_key'),
+  jsonb_build_object('has_more', tests.kept('back 3') -> 'has_more', 'next_after_key', tests.kept('back 3') -> 'next_after_key'),
   '{"has_more": false, "next_after_key": null}'::jsonb,
   'the last page has has_more false and no next_after_key');
 
 -- Forwards in pages of 3, with messages going out between the pages.
-insert into pg_temp.pages values
-  ('fwd 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
-                                 direction => 'forwards'));
+select tests.keep('fwd 1',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+                       direction => 'forwards'));
 
 select tests.clear_authentication();
 insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
 values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-8', 'Message 8', 8, now());
 select tests.authenticate_as('history-listener');
 
-insert into pg_temp.pages values
-  ('fwd 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
-                                 direction => 'forwards',
-                                 after_key => (pg_temp.page('fwd 1') ->> 'next_after_key')::bigint));
+select tests.keep('fwd 2',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+                       direction => 'forwards',
+                       after_key => (tests.kept('fwd 1') ->> 'next_after_key')::bigint));
 
 select tests.clear_authentication();
 insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
 values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-9', 'Message 9', 9, now());
 select tests.authenticate_as('history-listener');
 
-insert into pg_temp.pages values
-  ('fwd 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
-                                 direction => 'forwards',
-                                 after_key => (pg_temp.page('fwd 2') ->> 'next_after_key')::bigint));
+select tests.keep('fwd 3',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 3,
+                       direction => 'forwards',
+                       after_key => (tests.kept('fwd 2') ->> 'next_after_key')::bigint));
 
-select is(pg_temp.client_ids(pg_temp.page('fwd 1')), array['page-1', 'page-2', 'page-3'],
+select is(pg_temp.client_ids(tests.kept('fwd 1')), array['page-1', 'page-2', 'page-3'],
   'a forwards page holds at most max_items, oldest first');
 select is(
-  pg_temp.client_ids(pg_temp.page('fwd 1')) || pg_temp.client_ids(pg_temp.page('fwd 2'))
-    || pg_temp.client_ids(pg_temp.page('fwd 3')),
+  pg_temp.client_ids(tests.kept('fwd 1')) || pg_temp.client_ids(tests.kept('fwd 2'))
+    || pg_temp.client_ids(tests.kept('fwd 3')),
   array['page-1', 'page-2', 'page-3', 'page-4', 'page-5', 'page-6', 'page-7', 'page-8', 'page-9'],
   'forwards pages continue after next_after_key and reach the messages that went out meanwhile, each once');
 select is(
-  array[pg_temp.page('fwd 1') -> 'has_more', pg_temp.page('fwd 2') -> 'has_more', pg_temp.page('fwd 3') -> 'has_more'],
+  array[tests.kept('fwd 1') -> 'has_more', tests.kept('fwd 2') -> 'has_more', tests.kept('fwd 3') -> 'has_more'],
   array['true'::jsonb, 'true'::jsonb, 'false'::jsonb],
   'forwards, has_more is true until the last page');
 
@@ -324,33 +311,34 @@ insert into public.messages (room_id, user_id, client_id, body)
 values ('05a00000-0000-4000-8000-000000000001', tests.uid('history-host'), 'page-10', 'Message 10');
 select tests.authenticate_as('history-listener');
 
-insert into pg_temp.pages values
-  ('after 6', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 6)),
-  ('seq 1', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 0, max_items => 4));
-insert into pg_temp.pages values
-  ('seq 2', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 4,
-                                 after_seq => (pg_temp.page('seq 1') ->> 'next_after_key')::bigint));
-insert into pg_temp.pages values
-  ('seq 3', edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 4,
-                                 after_seq => (pg_temp.page('seq 2') ->> 'next_after_key')::bigint));
+select tests.keep('after 6',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 6));
+select tests.keep('seq 1',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', after_seq => 0, max_items => 4));
+select tests.keep('seq 2',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 4,
+                       after_seq => (tests.kept('seq 1') ->> 'next_after_key')::bigint));
+select tests.keep('seq 3',
+  edge.channel_history('room:05a00000-0000-4000-8000-000000000001:chat', max_items => 4,
+                       after_seq => (tests.kept('seq 2') ->> 'next_after_key')::bigint));
 
 select is(
-  pg_temp.client_ids(pg_temp.page('after 6')),
+  pg_temp.client_ids(tests.kept('after 6')),
   array['page-7', 'page-8', 'page-9'],
   'after_seq 6 gives seq 7, 8, 9, oldest first, and not the message still waiting for its batch');
 select is(
-  jsonb_build_object('has_more', pg_temp.page('after 6') -> 'has_more', 'next_after_key', pg_temp.page('after 6') -> 'next_after_key'),
+  jsonb_build_object('has_more', tests.kept('after 6') -> 'has_more', 'next_after_key', tests.kept('after 6') -> 'next_after_key'),
   '{"has_more": false, "next_after_key": null}'::jsonb,
   'after_seq up to the newest message that went out: has_more false, no next_after_key');
 select is(
-  pg_temp.client_ids(pg_temp.page('seq 1')) || pg_temp.client_ids(pg_temp.page('seq 2'))
-    || pg_temp.client_ids(pg_temp.page('seq 3')),
+  pg_temp.client_ids(tests.kept('seq 1')) || pg_temp.client_ids(tests.kept('seq 2'))
+    || pg_temp.client_ids(tests.kept('seq 3')),
   array['page-1', 'page-2', 'page-3', 'page-4', 'page-5', 'page-6', 'page-7', 'page-8', 'page-9'],
   'after_seq pages of max_items, each from the last one''s next_after_key: every message once, in seq order');
 select is(
-  jsonb_build_array(pg_temp.page('seq 1') -> 'has_more', pg_temp.page('seq 1') -> 'next_after_key',
-                    pg_temp.page('seq 2') -> 'has_more', pg_temp.page('seq 2') -> 'next_after_key',
-                    pg_temp.page('seq 3') -> 'has_more', pg_temp.page('seq 3') -> 'next_after_key'),
+  jsonb_build_array(tests.kept('seq 1') -> 'has_more', tests.kept('seq 1') -> 'next_after_key',
+                    tests.kept('seq 2') -> 'has_more', tests.kept('seq 2') -> 'next_after_key',
+                    tests.kept('seq 3') -> 'has_more', tests.kept('seq 3') -> 'next_after_key'),
   '[true, 4, true, 8, false, null]'::jsonb,
   'after_seq pages: has_more and next_after_key (the last seq of the page) until the last page');
 select is(
@@ -452,16 +440,18 @@ select is(
 select is(
   (edge.channel_history('room:05a00000-0000-4000-8000-000000000001:queue', direction => 'forwards')
      -> 'items' -> 0 ->> 'id')::bigint,
-  pg_temp.published_id('queue 1'),
+  tests.kept('queue 1')::bigint,
   'a queue item''s id is the id publish returned');
 
 -- Retention: queue history is kept 24 h.
 select tests.clear_authentication();
-insert into published (name, id) values
-  ('old', private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "old"}')),
-  ('recent 1', private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "recent 1"}')),
-  ('recent 2', private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "recent 2"}'));
-update private.channel_messages set created_at = now() - interval '25 hours' where id = pg_temp.published_id('old');
+select tests.keep('old',
+  private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "old"}'));
+select tests.keep('recent 1',
+  private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "recent 1"}'));
+select tests.keep('recent 2',
+  private.publish('room:05a00000-0000-4000-8000-000000000003:queue', 'queue:added', '{"song": "recent 2"}'));
+update private.channel_messages set created_at = now() - interval '25 hours' where id = tests.kept('old')::bigint;
 select tests.authenticate_as('history-listener');
 
 select is(
@@ -469,7 +459,7 @@ select is(
    from jsonb_array_elements(
      edge.channel_history('room:05a00000-0000-4000-8000-000000000003:queue', direction => 'forwards') -> 'items')
      with ordinality as t (i, n)),
-  array[pg_temp.published_id('recent 1'), pg_temp.published_id('recent 2')],
+  array[tests.kept('recent 1')::bigint, tests.kept('recent 2')::bigint],
   'a queue message older than 24 h is not served');
 
 select tests.clear_authentication();
@@ -477,7 +467,7 @@ select is(private.purge_channel_history(), 1::bigint,
   'the purge removes the one message past its retention and says so');
 select results_eq(
   $$ select id from private.channel_messages where channel = 'room:05a00000-0000-4000-8000-000000000003:queue' order by id $$,
-  $$ values (pg_temp.published_id('recent 1')), (pg_temp.published_id('recent 2')) $$,
+  $$ values (tests.kept('recent 1')::bigint), (tests.kept('recent 2')::bigint) $$,
   'the purge keeps the messages within their retention');
 
 -- Playback keeps only its last message.
@@ -485,13 +475,13 @@ select tests.authenticate_as('history-listener');
 select is(
   edge.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', rewind_items => 1) -> 'items',
   jsonb_build_array(jsonb_build_object(
-    'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
+    'id', tests.kept('playback 2')::bigint, 'event', 'playback:position',
     'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
   'rewind_items 1 on a playback channel gives its last published state');
 select is(
   edge.channel_history('room:05a00000-0000-4000-8000-000000000001:playback', max_items => 1),
   jsonb_build_object('items', jsonb_build_array(jsonb_build_object(
-    'id', pg_temp.published_id('playback 2'), 'event', 'playback:position',
+    'id', tests.kept('playback 2')::bigint, 'event', 'playback:position',
     'data', '{"position_ms": 2000, "seq": 2}'::jsonb, 'timestamp', private.epoch_ms(now()))),
     'has_more', false, 'next_after_key', null),
   'max_items 1 on a playback channel gives its last published state');
@@ -510,9 +500,9 @@ select throws_ok(
 -- -----------------------------------------------------------------------------
 
 select tests.clear_authentication();
-insert into published (name, id) values
-  ('activity', private.publish('user:' || tests.uid('history-owner') || ':activity', 'activity:played',
-                               '{"song": "mine"}'));
+select tests.keep('activity',
+  private.publish('user:' || tests.uid('history-owner') || ':activity', 'activity:played',
+                  '{"song": "mine"}'));
 select tests.authenticate_as('history-owner');
 
 select is(

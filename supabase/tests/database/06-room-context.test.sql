@@ -6,6 +6,7 @@
 --    tests.clear_authentication() (the helpers read auth.users, which the API roles cannot).
 --  * Fixtures (users, rooms, songs, chat, plays, playback) are written as postgres. Chat that
 --    went out is written as a flush leaves it (seq and broadcast_at set; 07 tests the flush).
+--  * Snapshots taken as a user are kept with tests.keep and read back with tests.kept.
 --
 -- Rooms:  ...0001 a public room with chat, plays and playback   ...0002 an empty private room
 -- =============================================================================
@@ -49,38 +50,27 @@ insert into public.playback_state (room_id, song_id, position_ms, is_playing, se
   ('06c00000-0000-4000-8000-000000000001', '06c0c0de-0000-4000-8000-000000000003', 42000, true, 7,
    '2026-11-28 09:00:00+00');
 
-create temp table snapshots (name text primary key, snapshot jsonb not null);
-grant select, insert on snapshots to public;
-
-create function pg_temp.snapshot(key text) returns jsonb
-language sql stable as $$
-  select s.snapshot from pg_temp.snapshots s where s.name = snapshot.key
-$$;
--- Our migrations take EXECUTE away from PUBLIC by default; this is called while acting as the
--- API roles.
-grant execute on function pg_temp.snapshot(text) to public;
-
 
 -- -----------------------------------------------------------------------------
 -- A member's snapshot
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('context-listener');
-insert into pg_temp.snapshots values
-  ('member', edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 5, history_limit => 3));
+select tests.keep('member',
+  edge.room_context('06c00000-0000-4000-8000-000000000001', chat_limit => 5, history_limit => 3));
 
 select is(
-  pg_temp.snapshot('member') -> 'room',
+  tests.kept('member') -> 'room',
   jsonb_build_object('id', '06c00000-0000-4000-8000-000000000001', 'name', 'Context room',
                      'host_id', tests.uid('context-host'), 'visibility', 'public'),
   'the snapshot has the room: id, name, host_id, visibility');
 select is(
   (select array_agg(m ->> 'client_id' order by n)
-   from jsonb_array_elements(pg_temp.snapshot('member') -> 'chat') with ordinality as t (m, n)),
+   from jsonb_array_elements(tests.kept('member') -> 'chat') with ordinality as t (m, n)),
   array['context-3', 'context-4', 'context-5', 'context-6', 'context-7'],
   'chat is the newest chat_limit messages that went out, oldest first by seq (not by id)');
 select is(
-  pg_temp.snapshot('member') -> 'chat' -> -1,
+  tests.kept('member') -> 'chat' -> -1,
   (select jsonb_build_object('id', m.id, 'seq', 7, 'room_id', m.room_id, 'user_id', m.user_id,
                              'client_id', m.client_id, 'body', m.body, 'created_at', m.created_at)
    from public.messages m where m.client_id = 'context-7'),
@@ -93,11 +83,11 @@ select is(
   'by default chat holds up to 50 messages: all seven that went out, not the one waiting for its batch');
 select is(
   (select array_agg(h -> 'song' ->> 'title' order by n)
-   from jsonb_array_elements(pg_temp.snapshot('member') -> 'history') with ordinality as t (h, n)),
+   from jsonb_array_elements(tests.kept('member') -> 'history') with ordinality as t (h, n)),
   array['Third Song', 'First Song', 'Second Song'],
   'history is the newest history_limit plays, newest first');
 select is(
-  pg_temp.snapshot('member') -> 'history' -> 0,
+  tests.kept('member') -> 'history' -> 0,
   (select jsonb_build_object('id', h.id, 'played_at', h.played_at,
             'song', '{"id": "06c0c0de-0000-4000-8000-000000000003", "title": "Third Song",
                       "artist": "Third Artist", "duration_ms": 223000}'::jsonb)
@@ -105,34 +95,34 @@ select is(
    where h.room_id = '06c00000-0000-4000-8000-000000000001' and h.song_id = '06c0c0de-0000-4000-8000-000000000003'),
   'a play is {id, played_at, song: {id, title, artist, duration_ms}}');
 select is(
-  (pg_temp.snapshot('member') -> 'playback') - 'server_time',
+  (tests.kept('member') -> 'playback') - 'server_time',
   jsonb_build_object('room_id', '06c00000-0000-4000-8000-000000000001',
                      'song_id', '06c0c0de-0000-4000-8000-000000000003', 'position_ms', 42000,
                      'is_playing', true, 'seq', 7, 'updated_at', timestamptz '2026-11-28 09:00:00+00'),
   'playback is the room''s playback state');
 select ok(
-  jsonb_typeof(pg_temp.snapshot('member') -> 'playback' -> 'server_time') = 'number'
-  and abs((pg_temp.snapshot('member') -> 'playback' ->> 'server_time')::numeric
+  jsonb_typeof(tests.kept('member') -> 'playback' -> 'server_time') = 'number'
+  and abs((tests.kept('member') -> 'playback' ->> 'server_time')::numeric
           - extract(epoch from clock_timestamp()) * 1000) < 60000,
   'playback carries server_time, the server''s clock in epoch ms');
 select is(
-  pg_temp.snapshot('member') -> 'presence',
+  tests.kept('member') -> 'presence',
   '{"type": "detailed", "version": 0, "total": 0, "members": []}'::jsonb,
   'presence is a detailed snapshot with nobody present, at version 0');
 select ok(
-  jsonb_typeof(pg_temp.snapshot('member') -> 'server_time') = 'number'
-  and abs((pg_temp.snapshot('member') ->> 'server_time')::numeric
+  jsonb_typeof(tests.kept('member') -> 'server_time') = 'number'
+  and abs((tests.kept('member') ->> 'server_time')::numeric
           - extract(epoch from clock_timestamp()) * 1000) < 60000,
   'the snapshot carries server_time in epoch ms');
 
 select tests.clear_authentication();
 select tests.authenticate_as('context-host');
-insert into pg_temp.snapshots values ('quiet', edge.room_context('06c00000-0000-4000-8000-000000000002'));
+select tests.keep('quiet', edge.room_context('06c00000-0000-4000-8000-000000000002'));
 
-select is(pg_temp.snapshot('quiet') -> 'playback', 'null'::jsonb,
+select is(tests.kept('quiet') -> 'playback', 'null'::jsonb,
   'playback is null in a room without a playback state');
 select is(
-  jsonb_build_array(pg_temp.snapshot('quiet') -> 'chat', pg_temp.snapshot('quiet') -> 'history'),
+  jsonb_build_array(tests.kept('quiet') -> 'chat', tests.kept('quiet') -> 'history'),
   '[[], []]'::jsonb,
   'a room without chat or plays has empty chat and history');
 select lives_ok(

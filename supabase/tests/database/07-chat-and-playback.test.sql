@@ -4,8 +4,8 @@
 --
 -- Notes:
 --  * send_chat / set_playback run as the caller (tests.authenticate_as, always after
---    tests.clear_authentication(): the helpers read auth.users); their answers are kept in
---    pg_temp.answers so they can be checked as postgres afterwards.
+--    tests.clear_authentication(): the helpers read auth.users); their answers are kept with
+--    tests.keep so they can be checked as postgres afterwards (tests.kept).
 --  * The flushers (private.flush_window, private.flush_due_windows) are the backend's and run as
 --    postgres. The chat batch interval is a minute in this file, so that no interval passes
 --    while it runs; pg_temp.interval_passed moves a room's last batch a minute back. A playback
@@ -25,7 +25,7 @@
 --         ...0006 playback                             ...0007 a message that commits late
 -- =============================================================================
 begin;
-select plan(85);
+select plan(86);
 select tests.allow_edge_calls();
 
 select tests.create_user('chat-host');
@@ -60,44 +60,15 @@ insert into public.songs (id, title, artist, duration_ms) values
 -- A minute between a room's interval batches (100 ms in the rule) for the whole file.
 update private.channel_rules set batch_interval_ms = 60000 where namespace = 'room' and kind = 'chat';
 
-create temp table answers (name text primary key, answer jsonb);
-grant select, insert on answers to public;
-
-create function pg_temp.answer(key text) returns jsonb
-language sql stable as $$
-  select a.answer from pg_temp.answers a where a.name = answer.key
-$$;
 -- `n` chat messages {client_id: prefix-i, body: 'Message i'}, as send_chat takes them.
 create function pg_temp.chat(prefix text, n int) returns jsonb
 language sql immutable as $$
   select jsonb_agg(jsonb_build_object('client_id', prefix || '-' || i, 'body', 'Message ' || i) order by i)
   from generate_series(1, n) as i
 $$;
--- The client_ids of an answer's `accepted`, in order.
-create function pg_temp.accepted_client_ids(answer jsonb) returns text[]
-language sql immutable as $$
-  select coalesce(array_agg(a.item ->> 'client_id' order by a.n), '{}')
-  from jsonb_array_elements(answer -> 'accepted') with ordinality as a (item, n)
-$$;
--- send_chat's error as 'SQLSTATE message hint', for asserting on the HINT.
-create function pg_temp.send_chat_error(room uuid, messages jsonb) returns text
-language plpgsql as $$
-declare
-  state text;
-  message text;
-  hint text;
-begin
-  perform edge.send_chat(room, messages);
-  return 'no error';
-exception when others then
-  get stacked diagnostics state = returned_sqlstate, message = message_text, hint = pg_exception_hint;
-  return format('%s %s %s', state, message, hint);
-end;
-$$;
--- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
+-- Our migrations take EXECUTE away from PUBLIC by default; this is called while acting as the
 -- API roles.
-grant execute on function pg_temp.answer(text), pg_temp.chat(text, int), pg_temp.accepted_client_ids(jsonb),
-  pg_temp.send_chat_error(uuid, jsonb) to public;
+grant execute on function pg_temp.chat(text, int) to public;
 
 -- The chat:batch broadcasts of a room, without realtime's id, ordered by their first message's
 -- seq (every row of a transaction has the same inserted_at).
@@ -106,12 +77,6 @@ language sql stable as $$
   select coalesce(jsonb_agg(r.payload - 'id' order by (r.payload -> 'messages' -> 0 ->> 'seq')::bigint), '[]')
   from realtime.messages r
   where r.topic = 'room:' || room || ':chat' and r.event = 'chat:batch'
-$$;
--- The client_ids of one batch, in order.
-create function pg_temp.batch_client_ids(batch jsonb) returns text[]
-language sql immutable as $$
-  select coalesce(array_agg(m.item ->> 'client_id' order by m.n), '{}')
-  from jsonb_array_elements(batch -> 'messages') with ordinality as m (item, n)
 $$;
 -- The seqs of a room's batches, batch after batch, each in its own order: 1..N when every
 -- batch is ascending, continues where the one before ended, and no seq is missing or repeated.
@@ -154,13 +119,11 @@ $$;
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('first', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[
+select tests.keep('first', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[
      {"client_id": "first-b", "body": "Hello"},
      {"client_id": "first-a", "body": "World", "push": {"title": "New message"}}
    ]'));
-insert into answers values
-  ('second', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[
+select tests.keep('second', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[
      {"client_id": "second-a", "body": "Third"},
      {"client_id": "first-b", "body": "Hello again"},
      {"client_id": "second-a", "body": "Third again"}
@@ -168,13 +131,13 @@ insert into answers values
 select tests.clear_authentication();
 
 select is(
-  pg_temp.answer('first') -> 'accepted',
+  tests.kept('first') -> 'accepted',
   (select jsonb_agg(jsonb_build_object('client_id', m.client_id, 'id', m.id, 'created_at', m.created_at,
                                        'duplicate', false) order by m.id)
    from public.messages m where m.room_id = '07c00000-0000-4000-8000-000000000001'
      and m.client_id in ('first-b', 'first-a')),
   'send_chat answers {client_id, id, created_at, duplicate: false} for each stored message');
-select is(pg_temp.accepted_client_ids(pg_temp.answer('first')), array['first-b', 'first-a'],
+select is(tests.field_of_each(tests.kept('first') -> 'accepted', 'client_id'), array['first-b', 'first-a'],
   'accepted is in request order');
 select tests.authenticate_as('chat-member');
 select is(
@@ -190,23 +153,23 @@ select results_eq(
             ('second-a', 'Third', tests.uid('chat-member'), null, null) $$,
   'the messages are stored once each, as the caller, waiting for their batch (no seq, broadcast_at null)');
 select is(
-  jsonb_build_object('keys', (select jsonb_agg(k order by k) from jsonb_object_keys(pg_temp.answer('first')) as k),
-                     'channel', pg_temp.answer('first') -> 'channel'),
+  jsonb_build_object('keys', (select jsonb_agg(k order by k) from jsonb_object_keys(tests.kept('first')) as k),
+                     'channel', tests.kept('first') -> 'channel'),
   '{"keys": ["accepted", "channel", "flush_in_ms"], "channel": "room:07c00000-0000-4000-8000-000000000001:chat"}'::jsonb,
   'send_chat answers {accepted, channel, flush_in_ms}: the channel the caller flushes');
 select is(
-  jsonb_build_array(pg_temp.answer('first') -> 'flush_in_ms', pg_temp.answer('second') -> 'flush_in_ms'),
+  jsonb_build_array(tests.kept('first') -> 'flush_in_ms', tests.kept('second') -> 'flush_in_ms'),
   '[0, 0]'::jsonb,
   'in a room that has had no batch yet, every call is told to flush at once (flush_in_ms 0)');
-select is(pg_temp.answer('second') -> 'accepted' -> 1, (pg_temp.answer('first') -> 'accepted' -> 0) || '{"duplicate": true}',
+select is(tests.kept('second') -> 'accepted' -> 1, (tests.kept('first') -> 'accepted' -> 0) || '{"duplicate": true}',
   'a resent client_id answers the stored message (same id, created_at) with duplicate true');
-select is(pg_temp.answer('second') -> 'accepted' -> 2, (pg_temp.answer('second') -> 'accepted' -> 0) || '{"duplicate": true}',
+select is(tests.kept('second') -> 'accepted' -> 2, (tests.kept('second') -> 'accepted' -> 0) || '{"duplicate": true}',
   'a client_id twice in one request: the second is a duplicate of the first');
 select results_eq(
   $$ select channel, event, push, message_id from private.push_outbox
      where channel = 'room:07c00000-0000-4000-8000-000000000001:chat' $$,
   $$ values ('room:07c00000-0000-4000-8000-000000000001:chat'::text, 'chat:message'::text,
-             '{"title": "New message"}'::jsonb, (pg_temp.answer('first') -> 'accepted' -> 1 ->> 'id')::bigint) $$,
+             '{"title": "New message"}'::jsonb, (tests.kept('first') -> 'accepted' -> 1 ->> 'id')::bigint) $$,
   'a message''s push goes to the push outbox with the message''s id, once');
 
 insert into public.messages (room_id, user_id, client_id, body)
@@ -220,10 +183,10 @@ select ok(
 -- Flushing chat: what waits goes out numbered seq 1, 2, 3, ...
 -- -----------------------------------------------------------------------------
 
-insert into answers values
-  ('flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select tests.keep('flush 1',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'));
 
-select is(pg_temp.answer('flush 1'), null,
+select is(tests.kept('flush 1'), null,
   'a flush that sends everything waiting returns null: nothing to call it again for');
 select is(jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')), 1,
   'the flush sends exactly one chat:batch on room:{id}:chat');
@@ -242,25 +205,25 @@ select results_eq(
   $$ values ('first-b'::text, 1::bigint, true), ('first-a', 2, true), ('second-a', 3, true), ('direct-1', 4, true) $$,
   'each message keeps the seq it went out with, and when it went out (broadcast_at)');
 select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000001');
-insert into answers values
-  ('flush again', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select tests.keep('flush again',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'));
 select is(
-  jsonb_build_array(pg_temp.answer('flush again'), jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001'))),
+  jsonb_build_array(tests.kept('flush again'), jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001'))),
   '[null, 1]'::jsonb,
   'a flush with nothing waiting sends nothing and returns null, even once the interval has passed');
 
 -- A retry after the broadcast.
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('resend', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "first-a", "body": "World"}]'));
+select tests.keep('resend',
+  edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "first-a", "body": "World"}]'));
 select tests.clear_authentication();
 select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000001');
 select private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat');
 
 select is(
-  jsonb_build_object('accepted', pg_temp.answer('resend') -> 'accepted',
+  jsonb_build_object('accepted', tests.kept('resend') -> 'accepted',
                      'batches', jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001'))),
-  jsonb_build_object('accepted', jsonb_build_array((pg_temp.answer('first') -> 'accepted' -> 1) || '{"duplicate": true}'),
+  jsonb_build_object('accepted', jsonb_build_array((tests.kept('first') -> 'accepted' -> 1) || '{"duplicate": true}'),
                      'batches', 1),
   'a resend after the broadcast is a duplicate and is never broadcast again');
 
@@ -272,42 +235,45 @@ select is(
 -- The resend's flush found nothing to send: the room's last batch is still the first one, and
 -- its interval has passed.
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('after', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "interval-1", "body": "Now"}]'));
+select tests.keep('after',
+  edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "interval-1", "body": "Now"}]'));
 select tests.clear_authentication();
-insert into answers values
-  ('in time', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select tests.keep('in time',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'));
 
-select is(pg_temp.answer('after') -> 'flush_in_ms', '0'::jsonb,
+select is(tests.kept('after') -> 'flush_in_ms', '0'::jsonb,
   'once the room''s interval has passed send_chat is told to flush at once (flush_in_ms 0)');
 select is(
-  jsonb_build_array(pg_temp.answer('in time'), pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1),
-                    pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1 -> 'messages' -> 0 -> 'seq'),
+  jsonb_build_array(
+    tests.kept('in time'),
+    tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1 -> 'messages', 'client_id'),
+    pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 1 -> 'messages' -> 0 -> 'seq'),
   '[null, ["interval-1"], 5]'::jsonb,
   'the flush sends it in a second batch, as seq 5: on from where the first batch ended');
 
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('within', edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "interval-2", "body": "Soon"}]'));
+select tests.keep('within',
+  edge.send_chat('07c00000-0000-4000-8000-000000000001', '[{"client_id": "interval-2", "body": "Soon"}]'));
 select tests.clear_authentication();
-insert into answers values
-  ('too soon', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select tests.keep('too soon',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'));
 
-select ok((pg_temp.answer('within') ->> 'flush_in_ms')::int between 50000 and 60000,
+select ok((tests.kept('within') ->> 'flush_in_ms')::int between 50000 and 60000,
   'within the room''s interval send_chat is told when it ends (flush_in_ms: what is left of the minute)');
 select ok(
-  (pg_temp.answer('too soon') #>> '{}')::int between 50000 and 60000
+  (tests.kept('too soon') #>> '{}')::int between 50000 and 60000
   and jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000001')) = 2
   and pg_temp.unsent('07c00000-0000-4000-8000-000000000001') = 1,
   'a second flush within the interval sends nothing and returns the milliseconds left');
 
 select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000001');
-insert into answers values
-  ('next interval', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat')));
+select tests.keep('next interval',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000001:chat'));
 select is(
-  jsonb_build_array(pg_temp.answer('next interval'),
-                    pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 2),
-                    pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000001')),
+  jsonb_build_array(
+    tests.kept('next interval'),
+    tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000001') -> 2 -> 'messages', 'client_id'),
+    pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000001')),
   '[null, ["interval-2"], [1, 2, 3, 4, 5, 6]]'::jsonb,
   'once the interval has passed the next flush sends it as seq 6: three batches, seq 1..6 without a hole');
 
@@ -441,30 +407,31 @@ insert into public.messages (room_id, user_id, client_id, body)
 select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || lpad(n::text, 3, '0'), 'Busy ' || n
 from generate_series(1, 198) as n;
 select tests.authenticate_as('chat-busy');
-insert into answers values
-  ('busy 199', edge.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-199", "body": "Busy 199"}]')),
-  ('busy 200', edge.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-200", "body": "Busy 200"}]'));
+select tests.keep('busy 199',
+  edge.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-199", "body": "Busy 199"}]'));
+select tests.keep('busy 200',
+  edge.send_chat('07c00000-0000-4000-8000-000000000002', '[{"client_id": "busy-200", "body": "Busy 200"}]'));
 select tests.clear_authentication();
 
 select is(
-  jsonb_build_array((pg_temp.answer('busy 199') ->> 'flush_in_ms')::int between 50000 and 60000,
-                    pg_temp.answer('busy 200') -> 'flush_in_ms'),
+  jsonb_build_array((tests.kept('busy 199') ->> 'flush_in_ms')::int between 50000 and 60000,
+                    tests.kept('busy 200') -> 'flush_in_ms'),
   '[true, 0]'::jsonb,
   'within the interval send_chat waits for it with 199 waiting, and is told to flush at once (0) when 200 (batch_max) are');
 
 insert into public.messages (room_id, user_id, client_id, body)
 select '07c00000-0000-4000-8000-000000000002', tests.uid('chat-busy'), 'busy-' || n, 'Busy ' || n
 from generate_series(201, 250) as n;
-insert into answers values
-  ('busy flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat')));
+select tests.keep('busy flush 1',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000002:chat'));
 
 select is(
-  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 0),
+  tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 0 -> 'messages', 'client_id'),
   (select array_agg(client_id order by id) from (
      select * from public.messages where room_id = '07c00000-0000-4000-8000-000000000002' order by id limit 200) as m),
   'within the interval a flush with 250 waiting sends a full batch at once: the 200 oldest (batch_max)');
 select ok(
-  (pg_temp.answer('busy flush 1') #>> '{}')::int between 1 and 60000
+  (tests.kept('busy flush 1') #>> '{}')::int between 1 and 60000
   and jsonb_array_length(pg_temp.batches('07c00000-0000-4000-8000-000000000002')) = 1
   and pg_temp.unsent('07c00000-0000-4000-8000-000000000002') = 50,
   'the other 50 wait for the interval, and the flush says how long that is');
@@ -478,7 +445,7 @@ select is(
   array[200, 50],
   'it sends the remaining 50 in a second batch');
 select is(
-  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 1),
+  tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000002') -> 1 -> 'messages', 'client_id'),
   (select array_agg('busy-' || n order by n) from generate_series(201, 250) as n),
   'the second batch is the newest 50: every message went out exactly once');
 select is(
@@ -498,8 +465,7 @@ insert into public.messages (room_id, user_id, client_id, body)
 select '07c00000-0000-4000-8000-000000000003', tests.uid('chat-member'), 'long-' || lpad(n::text, 2, '0'), repeat('y', 150)
 from generate_series(1, 40) as n;
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('long 41', edge.send_chat('07c00000-0000-4000-8000-000000000003',
+select tests.keep('long 41', edge.send_chat('07c00000-0000-4000-8000-000000000003',
                              jsonb_build_array(jsonb_build_object('client_id', 'long-41', 'body', repeat('y', 150)))));
 select tests.clear_authentication();
 
@@ -507,11 +473,11 @@ select tests.clear_authentication();
 update private.channel_rules
 set max_payload_bytes = pg_temp.waiting_payload_bytes('07c00000-0000-4000-8000-000000000003', 5) + 40
 where namespace = 'room' and kind = 'chat';
-insert into answers values
-  ('cut flush 1', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat')));
+select tests.keep('cut flush 1',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat'));
 
 select is(
-  pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000003') -> 0),
+  tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000003') -> 0 -> 'messages', 'client_id'),
   array['long-01', 'long-02', 'long-03', 'long-04', 'long-05'],
   'a batch is cut at the last message that fits in max_payload_bytes');
 select ok(
@@ -519,7 +485,7 @@ select ok(
     <= (select max_payload_bytes from private.channel_rules where namespace = 'room' and kind = 'chat'),
   'the batch is within max_payload_bytes');
 select ok(
-  (pg_temp.answer('cut flush 1') #>> '{}')::int between 50000 and 60000
+  (tests.kept('cut flush 1') #>> '{}')::int between 50000 and 60000
   and pg_temp.unsent('07c00000-0000-4000-8000-000000000003') = 36,
   'what does not fit waits for the next interval, and the flush says how long that is');
 
@@ -540,10 +506,10 @@ select is(
 update private.channel_rules r set max_payload_bytes = s.max_payload_bytes
 from saved_chat_rule s where r.namespace = s.namespace and r.kind = s.kind;
 select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000003');
-insert into answers values
-  ('cut flush 3', to_jsonb(private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat')));
+select tests.keep('cut flush 3',
+  private.flush_window('room:07c00000-0000-4000-8000-000000000003:chat'));
 select is(
-  jsonb_build_array(pg_temp.answer('cut flush 3'), pg_temp.unsent('07c00000-0000-4000-8000-000000000003')),
+  jsonb_build_array(tests.kept('cut flush 3'), pg_temp.unsent('07c00000-0000-4000-8000-000000000003')),
   '[null, 0]'::jsonb,
   'with the usual limit the next interval''s batch takes the rest');
 select is(
@@ -557,20 +523,20 @@ select is(
 -- -----------------------------------------------------------------------------
 
 -- The late sender's insert takes its id now, before the messages below are stored.
-insert into answers values ('late id', to_jsonb(nextval(pg_get_serial_sequence('public.messages', 'id'))));
+select tests.keep('late id', nextval(pg_get_serial_sequence('public.messages', 'id')));
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('on time', edge.send_chat('07c00000-0000-4000-8000-000000000007', pg_temp.chat('on-time', 2)));
+select tests.keep('on time',
+  edge.send_chat('07c00000-0000-4000-8000-000000000007', pg_temp.chat('on-time', 2)));
 select tests.clear_authentication();
 select private.flush_window('room:07c00000-0000-4000-8000-000000000007:chat');
 
 -- It commits after that batch went out; another message follows.
 insert into public.messages (id, room_id, user_id, client_id, body) overriding system value
-values ((pg_temp.answer('late id') #>> '{}')::bigint, '07c00000-0000-4000-8000-000000000007',
+values (tests.kept('late id')::bigint, '07c00000-0000-4000-8000-000000000007',
         tests.uid('chat-member'), 'late-1', 'Committed late');
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('after late', edge.send_chat('07c00000-0000-4000-8000-000000000007', '[{"client_id": "on-time-3", "body": "After"}]'));
+select tests.keep('after late',
+  edge.send_chat('07c00000-0000-4000-8000-000000000007', '[{"client_id": "on-time-3", "body": "After"}]'));
 select tests.clear_authentication();
 select pg_temp.interval_passed('07c00000-0000-4000-8000-000000000007');
 select private.flush_window('room:07c00000-0000-4000-8000-000000000007:chat');
@@ -582,9 +548,10 @@ select results_eq(
   $$ values ('on-time-1'::text, 1::bigint, false), ('on-time-2', 2, false), ('late-1', 3, true), ('on-time-3', 4, false) $$,
   'the late message, with the lowest id, gets the next seq after those already out (3), not a place among them');
 select is(
-  jsonb_build_array(pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000007') -> 0),
-                    pg_temp.batch_client_ids(pg_temp.batches('07c00000-0000-4000-8000-000000000007') -> 1),
-                    pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000007')),
+  jsonb_build_array(
+    tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000007') -> 0 -> 'messages', 'client_id'),
+    tests.field_of_each(pg_temp.batches('07c00000-0000-4000-8000-000000000007') -> 1 -> 'messages', 'client_id'),
+    pg_temp.broadcast_seqs('07c00000-0000-4000-8000-000000000007')),
   '[["on-time-1", "on-time-2"], ["late-1", "on-time-3"], [1, 2, 3, 4]]'::jsonb,
   'it goes out in the next batch, which continues at seq 3');
 select tests.authenticate_as('chat-member');
@@ -602,14 +569,13 @@ select tests.clear_authentication();
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('edge', edge.send_chat('07c00000-0000-4000-8000-000000000004',
+select tests.keep('edge', edge.send_chat('07c00000-0000-4000-8000-000000000004',
              jsonb_build_array(jsonb_build_object('client_id', repeat('k', 64), 'body', repeat('x', 2000)))));
 select tests.clear_authentication();
 insert into public.messages (room_id, user_id, client_id, body)
 values ('07c00000-0000-4000-8000-000000000004', tests.uid('chat-host'), 'direct-4', 'Written directly');
 
-select is(pg_temp.answer('edge') -> 'accepted' -> 0 -> 'duplicate', 'false'::jsonb,
+select is(tests.kept('edge') -> 'accepted' -> 0 -> 'duplicate', 'false'::jsonb,
   'a client_id of 64 characters and a body of 2000 are accepted');
 
 -- The request died before its flush, and nobody flushes a message written directly.
@@ -630,19 +596,19 @@ select is(private.flush_due_windows(), 0, 'with no chat waiting and no window du
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('chat-limited');
-insert into answers values
-  ('burst', edge.send_chat('07c00000-0000-4000-8000-000000000005', pg_temp.chat('rate', 50)));
+select tests.keep('burst',
+  edge.send_chat('07c00000-0000-4000-8000-000000000005', pg_temp.chat('rate', 50)));
 select throws_ok(
   $$ select edge.send_chat('07c00000-0000-4000-8000-000000000005', '[{"client_id": "rate-extra", "body": "One more"}]') $$,
   'WS429', 'rate_limited',
   'one message more right after a burst of 50 is refused with rate_limited');
-insert into answers values
-  ('limited', to_jsonb(pg_temp.send_chat_error('07c00000-0000-4000-8000-000000000005',
-                                               '[{"client_id": "rate-extra-2", "body": "And another"}]')));
+select tests.keep('limited', tests.failure(
+  $$ select edge.send_chat('07c00000-0000-4000-8000-000000000005', '[{"client_id": "rate-extra-2", "body": "And another"}]') $$));
 select tests.clear_authentication();
 
-select is(jsonb_array_length(pg_temp.answer('burst') -> 'accepted'), 50, 'a burst of 50 messages is accepted');
-select matches(pg_temp.answer('limited') #>> '{}', '^WS429 rate_limited [1-9][0-9]*$',
+select is(jsonb_array_length(tests.kept('burst') -> 'accepted'), 50, 'a burst of 50 messages is accepted');
+select matches(format('%s %s %s', tests.kept('limited') ->> 'code', tests.kept('limited') ->> 'message',
+                      tests.kept('limited') ->> 'hint'), '^WS429 rate_limited [1-9][0-9]*$',
   'the refusal''s HINT is a whole number of seconds to wait (for Retry-After)');
 select is(
   (select array[count(*), count(*) filter (where client_id like 'rate-extra%')]::int[]
@@ -656,36 +622,36 @@ select is(
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('chat-host');
-insert into answers values
-  ('play 1', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 0, true, 1));
+select tests.keep('play 1',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 0, true, 1));
 select tests.clear_authentication();
 
 select is(
-  jsonb_build_object('keys', (select jsonb_agg(k order by k) from jsonb_object_keys(pg_temp.answer('play 1')) as k),
-                     'applied', pg_temp.answer('play 1') -> 'applied', 'flush_in_ms', pg_temp.answer('play 1') -> 'flush_in_ms',
-                     'channel', pg_temp.answer('play 1') -> 'channel'),
+  jsonb_build_object('keys', (select jsonb_agg(k order by k) from jsonb_object_keys(tests.kept('play 1')) as k),
+                     'applied', tests.kept('play 1') -> 'applied', 'flush_in_ms', tests.kept('play 1') -> 'flush_in_ms',
+                     'channel', tests.kept('play 1') -> 'channel'),
   '{"keys": ["applied", "channel", "flush_in_ms", "state"], "applied": true, "flush_in_ms": null,
     "channel": "room:07c00000-0000-4000-8000-000000000006:playback"}'::jsonb,
   'the host''s first state is applied and leaves nothing to flush: set_playback answers {applied, state, channel, flush_in_ms: null}');
 select is(
   (select jsonb_agg(payload - 'id' - 'server_time') from realtime.messages
    where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and event = 'playback:position'),
-  jsonb_build_array((pg_temp.answer('play 1') -> 'state') - 'server_time'),
+  jsonb_build_array((tests.kept('play 1') -> 'state') - 'server_time'),
   'the call itself broadcasts the first state: one playback:position with the state');
 
 select tests.authenticate_as('chat-host');
-insert into answers values
-  ('play 2', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 5000, true, 2));
-insert into answers values
-  ('play 3', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6000, true, 3));
+select tests.keep('play 2',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 5000, true, 2));
+select tests.keep('play 3',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6000, true, 3));
 select tests.clear_authentication();
 
 select is(
-  jsonb_build_object('applied', pg_temp.answer('play 2') -> 'applied', 'flush_in_ms', pg_temp.answer('play 2') -> 'flush_in_ms'),
+  jsonb_build_object('applied', tests.kept('play 2') -> 'applied', 'flush_in_ms', tests.kept('play 2') -> 'flush_in_ms'),
   '{"applied": true, "flush_in_ms": 500}'::jsonb,
   'a position-only change is applied and opens the conflation window (flush_in_ms 500)');
 select is(
-  jsonb_build_object('applied', pg_temp.answer('play 3') -> 'applied', 'flush_in_ms', pg_temp.answer('play 3') -> 'flush_in_ms'),
+  jsonb_build_object('applied', tests.kept('play 3') -> 'applied', 'flush_in_ms', tests.kept('play 3') -> 'flush_in_ms'),
   '{"applied": true, "flush_in_ms": null}'::jsonb,
   'another position change while the window is open is applied and does not open another');
 select is(pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'), 1,
@@ -718,13 +684,13 @@ select ok(
 
 -- A position change opens a window; a pause follows before it is due.
 select tests.authenticate_as('chat-host');
-insert into answers values
-  ('play 4', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6200, true, 4));
-insert into answers values
-  ('play pause', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 5));
+select tests.keep('play 4',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6200, true, 4));
+select tests.keep('play pause',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 6500, false, 5));
 select tests.clear_authentication();
 select is(
-  jsonb_build_array(pg_temp.answer('play 4') -> 'flush_in_ms', pg_temp.answer('play pause') -> 'flush_in_ms',
+  jsonb_build_array(tests.kept('play 4') -> 'flush_in_ms', tests.kept('play pause') -> 'flush_in_ms',
                     pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
                     (select count(*) from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback'
                        and payload ->> 'seq' = '5' and payload ->> 'is_playing' = 'false'),
@@ -734,24 +700,24 @@ select is(
   'a pause is broadcast at once by the call and closes the open window: the older position never goes out after it');
 
 select tests.authenticate_as('chat-host');
-insert into answers values
-  ('play song', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 6));
+select tests.keep('play song',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000002', 0, false, 6));
 select tests.clear_authentication();
 select is(
-  jsonb_build_array(pg_temp.answer('play song') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
+  jsonb_build_array(tests.kept('play song') -> 'flush_in_ms', pg_temp.playback_broadcasts('07c00000-0000-4000-8000-000000000006'),
     (select count(*) from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback'
        and payload ->> 'song_id' = '07c0c0de-0000-4000-8000-000000000002' and payload ->> 'seq' = '6')),
   '[null, 4, 1]'::jsonb,
   'a change of song is broadcast at once by the call');
 
 select tests.authenticate_as('chat-host');
-insert into answers values
-  ('play stale', edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 6));
+select tests.keep('play stale',
+  edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-000000000001', 999, true, 6));
 select tests.clear_authentication();
 select is(
-  jsonb_build_object('applied', pg_temp.answer('play stale') -> 'applied', 'flush_in_ms', pg_temp.answer('play stale') -> 'flush_in_ms',
-                     'state', (pg_temp.answer('play stale') -> 'state') - 'server_time'),
-  jsonb_build_object('applied', false, 'flush_in_ms', null, 'state', (pg_temp.answer('play song') -> 'state') - 'server_time'),
+  jsonb_build_object('applied', tests.kept('play stale') -> 'applied', 'flush_in_ms', tests.kept('play stale') -> 'flush_in_ms',
+                     'state', (tests.kept('play stale') -> 'state') - 'server_time'),
+  jsonb_build_object('applied', false, 'flush_in_ms', null, 'state', (tests.kept('play song') -> 'state') - 'server_time'),
   'a stale seq (not above the stored one) is not applied and answers the stored state');
 select ok(
   (select song_id = '07c0c0de-0000-4000-8000-000000000002' and position_ms = 0 and not is_playing and seq = 6
@@ -779,15 +745,19 @@ select throws_ok(
   $$ select edge.set_playback('07c00000-0000-4000-8000-000000000006', '07c0c0de-0000-4000-8000-0000000000ff', 0, true, 7) $$,
   'WS400', 'invalid_request',
   'an unknown song is refused');
+select throws_ok(
+  $$ select edge.set_playback('07c00000-0000-4000-8000-0000000000ff', '07c0c0de-0000-4000-8000-000000000001', 0, true, 7) $$,
+  'WS404', 'room_not_found',
+  'playback in a room that does not exist: room_not_found');
 select tests.clear_authentication();
 
 select tests.authenticate_as('chat-member');
-insert into answers values
-  ('playback rewind', edge.channel_history('room:07c00000-0000-4000-8000-000000000006:playback', rewind_items => 1));
+select tests.keep('playback rewind',
+  edge.channel_history('room:07c00000-0000-4000-8000-000000000006:playback', rewind_items => 1));
 select tests.clear_authentication();
 select is(
   (select jsonb_agg(jsonb_build_object('event', i -> 'event', 'data', i -> 'data'))
-   from jsonb_array_elements(pg_temp.answer('playback rewind') -> 'items') as i),
+   from jsonb_array_elements(tests.kept('playback rewind') -> 'items') as i),
   (select jsonb_build_array(jsonb_build_object('event', 'playback:position', 'data', payload - 'id'))
    from realtime.messages where topic = 'room:07c00000-0000-4000-8000-000000000006:playback' and payload ->> 'seq' = '6'),
   'rewind 1 on the playback channel gives the last broadcast state');

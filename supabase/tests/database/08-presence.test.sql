@@ -5,7 +5,7 @@
 --
 -- Notes:
 --  * Callers are set with tests.authenticate_as, always after tests.clear_authentication() (the
---    helpers read auth.users); answers are kept in pg_temp.answers and checked as postgres.
+--    helpers read auth.users); answers are kept with tests.keep and checked as postgres.
 --  * Broadcasts are rows in realtime.messages on room:{id}, found by topic and event; realtime.send
 --    adds an `id` to every payload, so payloads are compared without it.
 --  * Expiry is simulated by moving last_seen_at / last_active into the past as postgres: no test
@@ -44,13 +44,6 @@ insert into public.room_members (room_id, user_id, role)
 select '08c00000-0000-4000-8000-000000000003', u.id, 'listener'
 from auth.users u where u.raw_user_meta_data ->> 'test_identifier' like 'presence-bulk-%';
 
-create temp table answers (name text primary key, answer jsonb);
-grant select, insert on answers to public;
-
-create function pg_temp.answer(key text) returns jsonb
-language sql stable as $$
-  select a.answer from pg_temp.answers a where a.name = answer.key
-$$;
 -- The presence broadcasts `event` of a room, without realtime's id (every row of a transaction has
 -- the same inserted_at, so they are ordered by their payload).
 create function pg_temp.broadcasts(room uuid, event text) returns jsonb
@@ -66,14 +59,9 @@ language sql stable as $$
   from realtime.messages r
   where r.topic = 'room:' || room and r.event in ('presence:member_added', 'presence:member_removed')
 $$;
--- The user_ids of a list of Members, in order.
-create function pg_temp.user_ids(members jsonb) returns uuid[]
-language sql immutable as $$
-  select coalesce(array_agg((m.item ->> 'user_id')::uuid order by m.n), '{}')
-  from jsonb_array_elements(members) with ordinality as m (item, n)
-$$;
-grant execute on function pg_temp.answer(text), pg_temp.broadcasts(uuid, text), pg_temp.versions(uuid),
-  pg_temp.user_ids(jsonb) to public;
+-- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
+-- API roles.
+grant execute on function pg_temp.broadcasts(uuid, text), pg_temp.versions(uuid) to public;
 
 
 -- -----------------------------------------------------------------------------
@@ -81,40 +69,42 @@ grant execute on function pg_temp.answer(text), pg_temp.broadcasts(uuid, text), 
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('presence-member');
-insert into answers values
-  ('join-1', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Member"}')),
-  ('join-2', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-two-2', '{"name": "Member"}')),
-  ('join-3', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-three-3', '{"name": "Member"}'));
+select tests.keep('join-1',
+  edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Member"}'));
+select tests.keep('join-2',
+  edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-two-2', '{"name": "Member"}'));
+select tests.keep('join-3',
+  edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-three-3', '{"name": "Member"}'));
 select tests.clear_authentication();
 
 select is(
-  array[(pg_temp.answer('join-1') ->> 'member_added')::boolean, (pg_temp.answer('join-2') ->> 'member_added')::boolean,
-        (pg_temp.answer('join-3') ->> 'member_added')::boolean],
+  array[(tests.kept('join-1') ->> 'member_added')::boolean, (tests.kept('join-2') ->> 'member_added')::boolean,
+        (tests.kept('join-3') ->> 'member_added')::boolean],
   array[true, false, false],
   'member_added is true only for the first tab');
 select is(
-  array[(pg_temp.answer('join-1') -> 'me' ->> 'connections')::int, (pg_temp.answer('join-2') -> 'me' ->> 'connections')::int,
-        (pg_temp.answer('join-3') -> 'me' ->> 'connections')::int],
+  array[(tests.kept('join-1') -> 'me' ->> 'connections')::int, (tests.kept('join-2') -> 'me' ->> 'connections')::int,
+        (tests.kept('join-3') -> 'me' ->> 'connections')::int],
   array[1, 2, 3],
   'me.connections counts the tabs: 1, 2, 3');
 select is(
-  pg_temp.answer('join-3') -> 'me',
+  tests.kept('join-3') -> 'me',
   (select private.member_json(m) from private.presence_members m
    where m.room_id = '08c00000-0000-4000-8000-000000000001' and m.user_id = tests.uid('presence-member')),
   'me is the stored Member');
 select is(
-  (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('join-3') -> 'me') as k),
+  (select array_agg(k order by k) from jsonb_object_keys(tests.kept('join-3') -> 'me') as k),
   array['connections', 'info', 'is_host', 'last_active', 'user_id'],
   'a Member is {user_id, info, is_host, connections, last_active}');
 select is(
-  jsonb_build_object('user_id', pg_temp.answer('join-3') -> 'me' -> 'user_id', 'info', pg_temp.answer('join-3') -> 'me' -> 'info',
-                     'is_host', pg_temp.answer('join-3') -> 'me' -> 'is_host'),
+  jsonb_build_object('user_id', tests.kept('join-3') -> 'me' -> 'user_id', 'info', tests.kept('join-3') -> 'me' -> 'info',
+                     'is_host', tests.kept('join-3') -> 'me' -> 'is_host'),
   jsonb_build_object('user_id', tests.uid('presence-member'), 'info', '{"name": "Member"}'::jsonb, 'is_host', false),
   'me carries the caller, their user_info and is_host false for a listener');
 select is(
-  pg_temp.answer('join-3') -> 'presence',
+  tests.kept('join-3') -> 'presence',
   jsonb_build_object('type', 'detailed', 'version', 1, 'total', 1,
-                     'members', jsonb_build_array(pg_temp.answer('join-3') -> 'me')),
+                     'members', jsonb_build_array(tests.kept('join-3') -> 'me')),
   'the join answers the room''s Presence: detailed, version 1, total 1, the one member');
 select is(
   pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_added'),
@@ -129,41 +119,41 @@ select is(
 
 -- Joining again with a connection_id that is already there refreshes it.
 select tests.authenticate_as('presence-member');
-insert into answers values
-  ('rejoin', edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Renamed"}'));
+select tests.keep('rejoin',
+  edge.presence_join('08c00000-0000-4000-8000-000000000001', 'tab-one-1', '{"name": "Renamed"}'));
 select tests.clear_authentication();
 select is(
-  jsonb_build_object('member_added', pg_temp.answer('rejoin') -> 'member_added',
-                     'connections', pg_temp.answer('rejoin') -> 'me' -> 'connections',
+  jsonb_build_object('member_added', tests.kept('rejoin') -> 'member_added',
+                     'connections', tests.kept('rejoin') -> 'me' -> 'connections',
                      'stored', (select count(*) from private.presence_connections c
                                 where c.room_id = '08c00000-0000-4000-8000-000000000001'
                                   and c.user_id = tests.uid('presence-member'))),
   '{"member_added": false, "connections": 3, "stored": 3}'::jsonb,
   're-joining with an existing connection_id adds no connection');
-select is(pg_temp.answer('rejoin') -> 'me' -> 'info', '{"name": "Renamed"}'::jsonb,
+select is(tests.kept('rejoin') -> 'me' -> 'info', '{"name": "Renamed"}'::jsonb,
   're-joining updates the member''s info');
 select is(
-  jsonb_build_array(pg_temp.answer('join-1') -> 'presence' -> 'version', pg_temp.answer('join-2') -> 'presence' -> 'version',
-                    pg_temp.answer('join-3') -> 'presence' -> 'version', pg_temp.answer('rejoin') -> 'presence' -> 'version'),
+  jsonb_build_array(tests.kept('join-1') -> 'presence' -> 'version', tests.kept('join-2') -> 'presence' -> 'version',
+                    tests.kept('join-3') -> 'presence' -> 'version', tests.kept('rejoin') -> 'presence' -> 'version'),
   '[1, 1, 1, 1]'::jsonb,
   'a second or third tab of a member, or a re-join, leaves the version where the first join put it');
 
 -- Heartbeat.
 select tests.authenticate_as('presence-member');
-insert into answers values
-  ('heartbeat', edge.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
+select tests.keep('heartbeat',
+  edge.presence_heartbeat('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
 select tests.clear_authentication();
 select is(
-  (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('heartbeat')) as k),
+  (select array_agg(k order by k) from jsonb_object_keys(tests.kept('heartbeat')) as k),
   array['expires_at', 'server_time'],
   'heartbeat answers {expires_at, server_time}');
 select ok(
-  jsonb_typeof(pg_temp.answer('heartbeat') -> 'server_time') = 'number'
-  and (pg_temp.answer('heartbeat') ->> 'server_time')::bigint
+  jsonb_typeof(tests.kept('heartbeat') -> 'server_time') = 'number'
+  and (tests.kept('heartbeat') ->> 'server_time')::bigint
       between private.epoch_ms(now()) and private.epoch_ms(clock_timestamp()),
   'server_time is the server''s clock at the heartbeat, in epoch ms');
 select ok(
-  (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz between now() + interval '60 seconds'
+  (tests.kept('heartbeat') ->> 'expires_at')::timestamptz between now() + interval '60 seconds'
                                                                and clock_timestamp() + interval '60 seconds',
   'expires_at is now + 60 s');
 select is(
@@ -171,8 +161,8 @@ select is(
    from private.presence_members m
    join private.presence_connections c on c.room_id = m.room_id and c.user_id = m.user_id and c.connection_id = 'tab-two-2'
    where m.room_id = '08c00000-0000-4000-8000-000000000001' and m.user_id = tests.uid('presence-member')),
-  jsonb_build_object('last_active', (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz - interval '60 seconds',
-                     'last_seen_at', (pg_temp.answer('heartbeat') ->> 'expires_at')::timestamptz - interval '60 seconds'),
+  jsonb_build_object('last_active', (tests.kept('heartbeat') ->> 'expires_at')::timestamptz - interval '60 seconds',
+                     'last_seen_at', (tests.kept('heartbeat') ->> 'expires_at')::timestamptz - interval '60 seconds'),
   'heartbeat refreshes the connection''s last_seen_at and the member''s last_active');
 select tests.authenticate_as('presence-member');
 select throws_ok(
@@ -183,12 +173,13 @@ select tests.clear_authentication();
 
 -- Leaves.
 select tests.authenticate_as('presence-member');
-insert into answers values
-  ('leave-1', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-one-1')),
-  ('leave-2', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
+select tests.keep('leave-1',
+  edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-one-1'));
+select tests.keep('leave-2',
+  edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-two-2'));
 select tests.clear_authentication();
 select is(
-  jsonb_build_array(pg_temp.answer('leave-1'), pg_temp.answer('leave-2')),
+  jsonb_build_array(tests.kept('leave-1'), tests.kept('leave-2')),
   '[{"member_removed": false}, {"member_removed": false}]'::jsonb,
   'the first two tabs to leave do not remove the member');
 select is(
@@ -199,17 +190,18 @@ select is(
   '{"removed": [], "connections": 1}'::jsonb,
   'no presence:member_removed while a tab is left; the member has one connection');
 select tests.authenticate_as('presence-member');
-insert into answers values
-  ('leave-3', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3')),
-  ('leave-again', edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3'));
+select tests.keep('leave-3',
+  edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3'));
+select tests.keep('leave-again',
+  edge.presence_leave('08c00000-0000-4000-8000-000000000001', 'tab-three-3'));
 select tests.clear_authentication();
-select is(pg_temp.answer('leave-3'), '{"member_removed": true}'::jsonb,
+select is(tests.kept('leave-3'), '{"member_removed": true}'::jsonb,
   'the last tab to leave removes the member');
 select is(
   pg_temp.broadcasts('08c00000-0000-4000-8000-000000000001', 'presence:member_removed'),
   jsonb_build_array(jsonb_build_object('user_id', tests.uid('presence-member'), 'total', 0, 'version', 2)),
   'exactly one presence:member_removed {user_id, total, version}: the last leave makes version 2');
-select is(pg_temp.answer('leave-again'), '{"member_removed": false}'::jsonb,
+select is(tests.kept('leave-again'), '{"member_removed": false}'::jsonb,
   'leaving with a connection that is gone: member_removed false');
 select is(
   jsonb_build_object(
@@ -230,12 +222,14 @@ select is(
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('presence-sleeper');
-insert into answers values
-  ('sleep-1', edge.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-1')),
-  ('sleep-2', edge.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2'));
+select tests.keep('sleep-1',
+  edge.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-1'));
+select tests.keep('sleep-2',
+  edge.presence_join('08c00000-0000-4000-8000-000000000002', 'sleep-tab-2'));
 select tests.clear_authentication();
 select tests.authenticate_as('presence-dozer');
-insert into answers values ('doze-1', edge.presence_join('08c00000-0000-4000-8000-000000000002', 'doze-tab-1'));
+select tests.keep('doze-1',
+  edge.presence_join('08c00000-0000-4000-8000-000000000002', 'doze-tab-1'));
 select tests.clear_authentication();
 
 update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
@@ -279,9 +273,9 @@ select is(
 update private.presence_connections set last_seen_at = clock_timestamp() - interval '61 seconds'
 where room_id = '08c00000-0000-4000-8000-000000000002' and connection_id = 'doze-tab-1';
 select tests.authenticate_as('presence-member');
-insert into answers values ('swept', edge.presence_get('08c00000-0000-4000-8000-000000000002'));
+select tests.keep('swept', edge.presence_get('08c00000-0000-4000-8000-000000000002'));
 select tests.clear_authentication();
-select is(pg_temp.answer('swept'), '{"type": "detailed", "version": 4, "total": 0, "members": []}'::jsonb,
+select is(tests.kept('swept'), '{"type": "detailed", "version": 4, "total": 0, "members": []}'::jsonb,
   'presence_get sweeps the room first: the stale member is not in its answer, whose version is the sweep''s');
 select ok(
   jsonb_array_length(pg_temp.broadcasts('08c00000-0000-4000-8000-000000000002', 'presence:member_removed')) = 2
@@ -297,12 +291,12 @@ select is(pg_temp.versions('08c00000-0000-4000-8000-000000000002'), array[1, 2, 
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('presence-host');
-insert into answers values
-  ('host-join', edge.presence_join('08c00000-0000-4000-8000-000000000003', 'host-tab-1', '{"name": "Host"}'));
+select tests.keep('host-join',
+  edge.presence_join('08c00000-0000-4000-8000-000000000003', 'host-tab-1', '{"name": "Host"}'));
 select tests.clear_authentication();
 select is(
-  jsonb_build_object('member_added', pg_temp.answer('host-join') -> 'member_added',
-                     'is_host', pg_temp.answer('host-join') -> 'me' -> 'is_host'),
+  jsonb_build_object('member_added', tests.kept('host-join') -> 'member_added',
+                     'is_host', tests.kept('host-join') -> 'me' -> 'is_host'),
   '{"member_added": true, "is_host": true}'::jsonb,
   'the host joins as a host');
 select is(
@@ -328,41 +322,41 @@ from generate_series(1, 99) as i;
 update private.presence_rooms set total = total + 99 where room_id = '08c00000-0000-4000-8000-000000000003';
 
 select tests.authenticate_as('presence-last');
-insert into answers values ('at-100', edge.presence_get('08c00000-0000-4000-8000-000000000003'));
+select tests.keep('at-100', edge.presence_get('08c00000-0000-4000-8000-000000000003'));
 select tests.clear_authentication();
 select is(
-  jsonb_build_object('type', pg_temp.answer('at-100') -> 'type', 'total', pg_temp.answer('at-100') -> 'total',
-                     'members', jsonb_array_length(pg_temp.answer('at-100') -> 'members')),
+  jsonb_build_object('type', tests.kept('at-100') -> 'type', 'total', tests.kept('at-100') -> 'total',
+                     'members', jsonb_array_length(tests.kept('at-100') -> 'members')),
   '{"type": "detailed", "total": 100, "members": 100}'::jsonb,
   'at exactly 100 members the snapshot is detailed, with every member');
 select is(
-  pg_temp.user_ids(pg_temp.answer('at-100') -> 'members'),
+  tests.field_of_each(tests.kept('at-100') -> 'members', 'user_id')::uuid[],
   (select array_agg(m.user_id order by m.is_host desc, m.last_active desc, m.user_id)
    from private.presence_members m where m.room_id = '08c00000-0000-4000-8000-000000000003'),
   'detailed members: the host first, then the most recently active');
 
 select tests.authenticate_as('presence-last');
-insert into answers values
-  ('at-101', edge.presence_join('08c00000-0000-4000-8000-000000000003', 'last-tab-1', '{"name": "Last"}'));
+select tests.keep('at-101',
+  edge.presence_join('08c00000-0000-4000-8000-000000000003', 'last-tab-1', '{"name": "Last"}'));
 select tests.clear_authentication();
-select is(pg_temp.answer('at-101') -> 'member_added', 'true'::jsonb, 'the 101st member joins: no member cap');
+select is(tests.kept('at-101') -> 'member_added', 'true'::jsonb, 'the 101st member joins: no member cap');
 select is(
-  (select array_agg(k order by k) from jsonb_object_keys(pg_temp.answer('at-101') -> 'presence') as k),
+  (select array_agg(k order by k) from jsonb_object_keys(tests.kept('at-101') -> 'presence') as k),
   array['hosts', 'recently_active', 'sample', 'total', 'type', 'version'],
   'at 101 members the snapshot is {type, version, total, sample, hosts, recently_active}');
 select is(
-  jsonb_build_object('type', pg_temp.answer('at-101') -> 'presence' -> 'type',
-                     'total', pg_temp.answer('at-101') -> 'presence' -> 'total',
-                     'recently_active', pg_temp.answer('at-101') -> 'presence' -> 'recently_active'),
+  jsonb_build_object('type', tests.kept('at-101') -> 'presence' -> 'type',
+                     'total', tests.kept('at-101') -> 'presence' -> 'total',
+                     'recently_active', tests.kept('at-101') -> 'presence' -> 'recently_active'),
   '{"type": "summary", "total": 101, "recently_active": 101}'::jsonb,
   'a summary of 101 members, all of them recently active');
 select is(
-  pg_temp.user_ids(pg_temp.answer('at-101') -> 'presence' -> 'sample'),
+  tests.field_of_each(tests.kept('at-101') -> 'presence' -> 'sample', 'user_id')::uuid[],
   array[tests.uid('presence-host'), tests.uid('presence-last')]
     || (select array_agg(tests.uid('presence-bulk-' || i) order by i) from generate_series(1, 8) as i),
   'the sample is 10 members: the host first, then the most recently active');
 select is(
-  pg_temp.answer('at-101') -> 'presence' -> 'hosts',
+  tests.kept('at-101') -> 'presence' -> 'hosts',
   (select jsonb_agg(private.member_json(m)) from private.presence_members m
    where m.room_id = '08c00000-0000-4000-8000-000000000003' and m.user_id = tests.uid('presence-host')),
   'the summary lists the hosts as Members');
@@ -373,15 +367,14 @@ select is(
      and (r.payload ->> 'version')::int = 2),
   1,
   'the 101st member is announced with total 101 and the next version, 2');
-select is(pg_temp.answer('at-101') -> 'presence' -> 'version', '2'::jsonb,
+select is(tests.kept('at-101') -> 'presence' -> 'version', '2'::jsonb,
   'a summary carries the version of the last event');
 
 select tests.authenticate_as('presence-last');
-insert into answers values
-  ('context', edge.room_context('08c00000-0000-4000-8000-000000000003')),
-  ('get-101', edge.presence_get('08c00000-0000-4000-8000-000000000003'));
+select tests.keep('context', edge.room_context('08c00000-0000-4000-8000-000000000003'));
+select tests.keep('get-101', edge.presence_get('08c00000-0000-4000-8000-000000000003'));
 select tests.clear_authentication();
-select is(pg_temp.answer('context') -> 'presence', pg_temp.answer('get-101'),
+select is(tests.kept('context') -> 'presence', tests.kept('get-101'),
   'room_context''s presence is presence_get''s');
 
 -- Five members last active 61..65 s ago, not swept yet: not recently active.

@@ -6,14 +6,14 @@
 --  * Callers are set with tests.authenticate_as / pg_temp.as_service, always after
 --    tests.clear_authentication(); what landed (realtime.messages, private.*) is read back as
 --    postgres, after tests.clear_authentication().
---  * A refused call runs inside throws_ok (or pg_temp.failure), which rolls its statement back
+--  * A refused call runs inside throws_ok (or tests.failure), which rolls its statement back
 --    the way a failed request's transaction is: "nothing written" is checked on the counts.
 --  * realtime.send swallows its own errors, so every broadcast is checked by finding its row in
 --    realtime.messages (whose payload gets Realtime's own `id` added).
 --  * The whole file is one transaction, so now() is one instant: the rate-limit buckets run on
 --    clock_timestamp() and are moved back in time by hand where a test needs time to pass.
---  * pg_temp.results keeps what edge.publish answered, so answers can be compared after
---    switching users.
+--  * tests.keep keeps what edge.publish answered, so answers can be compared after switching
+--    users.
 --
 -- Rooms:  ...0001 queue room (host, dj, listener, anonymous guest)   ...0002 a room whose queue
 --         never had a message   ...0003 rate limits   ...0004 batches and ids   ...0005 sizes
@@ -42,13 +42,6 @@ insert into public.room_members (room_id, user_id, role) values
   ('10a00000-0000-4000-8000-000000000002', tests.uid('publish-listener'), 'listener'),
   ('10a00000-0000-4000-8000-000000000003', tests.uid('publish-dj'), 'dj');
 
-create temp table results (name text primary key, result jsonb);
-grant select, insert on results to public;
-
-create function pg_temp.result(key text) returns jsonb
-language sql stable as $$
-  select r.result from pg_temp.results r where r.name = result.key
-$$;
 -- One message of a publish request.
 create function pg_temp.message(channel text, event text, payload jsonb, extra jsonb default '{}')
 returns jsonb
@@ -61,30 +54,14 @@ language sql immutable as $$
   select coalesce(array_agg(format('%s %s %s', p ->> 'id', p ->> 'event', p ->> 'duplicate') order by n), '{}')
   from jsonb_array_elements(result -> 'published') with ordinality as t (p, n)
 $$;
--- How a statement failed: {code, message, hint}, or null when it did not. Like throws_ok, the
--- statement is rolled back.
-create function pg_temp.failure(statement text) returns jsonb
-language plpgsql as $$
-declare
-  state text;
-  error_message text;
-  error_hint text;
-begin
-  execute statement;
-  return null;
-exception when others then
-  get stacked diagnostics state = returned_sqlstate, error_message = message_text, error_hint = pg_exception_hint;
-  return jsonb_build_object('code', state, 'message', error_message, 'hint', error_hint);
-end;
-$$;
 -- Broadcasts and history rows of a channel (read as postgres).
 create function pg_temp.sent(topic text) returns int
 language sql stable as $$
   select count(*)::int from realtime.messages m where m.topic = sent.topic and m.extension = 'broadcast'
 $$;
-create function pg_temp.kept(channel text) returns int
+create function pg_temp.history_rows(channel text) returns int
 language sql stable as $$
-  select count(*)::int from private.channel_messages m where m.channel = kept.channel
+  select count(*)::int from private.channel_messages m where m.channel = history_rows.channel
 $$;
 create function pg_temp.as_service() returns void
 language sql as $$
@@ -92,8 +69,8 @@ language sql as $$
 $$;
 -- Our migrations take EXECUTE away from PUBLIC by default; these are called while acting as the
 -- API roles.
-grant execute on function pg_temp.result(text), pg_temp.message(text, text, jsonb, jsonb),
-  pg_temp.answers(jsonb), pg_temp.failure(text), pg_temp.as_service() to public;
+grant execute on function pg_temp.message(text, text, jsonb, jsonb), pg_temp.answers(jsonb),
+  pg_temp.as_service() to public;
 
 
 -- -----------------------------------------------------------------------------
@@ -101,17 +78,17 @@ grant execute on function pg_temp.result(text), pg_temp.message(text, text, json
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('publish-host');
-insert into pg_temp.results values ('host', edge.publish(jsonb_build_array(pg_temp.message(
+select tests.keep('host', edge.publish(jsonb_build_array(pg_temp.message(
   'room:10a00000-0000-4000-8000-000000000001:queue', 'queue:updated', '{"songs": ["a", "b"], "version": 1}'))));
 select tests.clear_authentication();
 
 select is(
-  (pg_temp.result('host') -> 'published' -> 0) - 'id',
+  (tests.kept('host') -> 'published' -> 0) - 'id',
   jsonb_build_object('channel', 'room:10a00000-0000-4000-8000-000000000001:queue', 'event', 'queue:updated',
                      'timestamp', private.epoch_ms(now()), 'duplicate', false),
   'the answer gives channel, event, timestamp (epoch ms) and duplicate false');
 select is(
-  (pg_temp.result('host') -> 'published' -> 0 ->> 'id'),
+  (tests.kept('host') -> 'published' -> 0 ->> 'id'),
   (select id::text from private.channel_messages where channel = 'room:10a00000-0000-4000-8000-000000000001:queue'),
   'without a publisher id, the answer''s id is the message''s number, as text');
 select is(
@@ -123,13 +100,13 @@ select is(
 select results_eq(
   $$ select id::text, event, data from private.channel_messages
      where channel = 'room:10a00000-0000-4000-8000-000000000001:queue' $$,
-  $$ values (pg_temp.result('host') -> 'published' -> 0 ->> 'id', 'queue:updated'::text,
+  $$ values (tests.kept('host') -> 'published' -> 0 ->> 'id', 'queue:updated'::text,
              '{"songs": ["a", "b"], "version": 1}'::jsonb) $$,
   'the message is kept in the queue''s history');
 select results_eq(
   $$ select id::text, event, data from private.channel_last_messages
      where channel = 'room:10a00000-0000-4000-8000-000000000001:queue' $$,
-  $$ values (pg_temp.result('host') -> 'published' -> 0 ->> 'id', 'queue:updated'::text,
+  $$ values (tests.kept('host') -> 'published' -> 0 ->> 'id', 'queue:updated'::text,
              '{"songs": ["a", "b"], "version": 1}'::jsonb) $$,
   'the message is kept as the queue''s last message');
 
@@ -137,13 +114,13 @@ select tests.authenticate_as('publish-listener');
 select is(
   edge.channel_history('room:10a00000-0000-4000-8000-000000000001:queue', rewind_items => 1) -> 'items',
   jsonb_build_array(jsonb_build_object(
-    'id', (pg_temp.result('host') -> 'published' -> 0 ->> 'id')::bigint, 'event', 'queue:updated',
+    'id', (tests.kept('host') -> 'published' -> 0 ->> 'id')::bigint, 'event', 'queue:updated',
     'data', '{"songs": ["a", "b"], "version": 1}'::jsonb, 'timestamp', private.epoch_ms(now()))),
   'a listener''s rewind 1 on the queue serves the published message');
 select is(
   edge.room_context('10a00000-0000-4000-8000-000000000001') -> 'queue',
   jsonb_build_object(
-    'id', (pg_temp.result('host') -> 'published' -> 0 ->> 'id')::bigint, 'event', 'queue:updated',
+    'id', (tests.kept('host') -> 'published' -> 0 ->> 'id')::bigint, 'event', 'queue:updated',
     'data', '{"songs": ["a", "b"], "version": 1}'::jsonb, 'timestamp', private.epoch_ms(now())),
   'room_context''s queue is the last queue message as {id, event, data, timestamp}');
 select is(
@@ -153,15 +130,15 @@ select is(
 
 select tests.clear_authentication();
 select tests.authenticate_as('publish-dj');
-insert into pg_temp.results values ('dj', edge.publish(jsonb_build_array(pg_temp.message(
+select tests.keep('dj', edge.publish(jsonb_build_array(pg_temp.message(
   'room:10a00000-0000-4000-8000-000000000001:queue', 'queue:updated', '{"songs": ["b"], "version": 2}'))));
 select tests.clear_authentication();
 
-select is(pg_temp.result('dj') -> 'published' -> 0 ->> 'duplicate', 'false', 'the dj may publish on the queue');
+select is(tests.kept('dj') -> 'published' -> 0 ->> 'duplicate', 'false', 'the dj may publish on the queue');
 select results_eq(
   $$ select id::text, data from private.channel_last_messages
      where channel = 'room:10a00000-0000-4000-8000-000000000001:queue' $$,
-  $$ values (pg_temp.result('dj') -> 'published' -> 0 ->> 'id', '{"songs": ["b"], "version": 2}'::jsonb) $$,
+  $$ values (tests.kept('dj') -> 'published' -> 0 ->> 'id', '{"songs": ["b"], "version": 2}'::jsonb) $$,
   'the dj''s message replaces the queue''s last message');
 select tests.authenticate_as('publish-listener');
 select is(
@@ -236,7 +213,7 @@ select is(
     + pg_temp.sent('room:10a00000-0000-4000-8000-000000000001'),
   0,
   'nor on chat, playback or the room meta channel');
-select is(pg_temp.kept('room:10a00000-0000-4000-8000-000000000001:queue'), 2,
+select is(pg_temp.history_rows('room:10a00000-0000-4000-8000-000000000001:queue'), 2,
   'and keep nothing in the queue''s history');
 
 
@@ -245,17 +222,17 @@ select is(pg_temp.kept('room:10a00000-0000-4000-8000-000000000001:queue'), 2,
 -- -----------------------------------------------------------------------------
 
 select pg_temp.as_service();
-insert into pg_temp.results values ('notify', edge.publish(jsonb_build_array(pg_temp.message(
+select tests.keep('notify', edge.publish(jsonb_build_array(pg_temp.message(
   'user:' || tests.uid('publish-notified') || ':notifications', 'notification:followed',
   '{"by": "someone"}', '{"push": {"title": "New follower", "body": "someone follows you"}}'))));
 select tests.clear_authentication();
 
-select is(pg_temp.result('notify') -> 'published' -> 0 ->> 'duplicate', 'false',
+select is(tests.kept('notify') -> 'published' -> 0 ->> 'duplicate', 'false',
   'the service role may publish on a user''s notifications');
 select results_eq(
   format($$ select id::text, channel, event, push from private.push_outbox where channel = 'user:%s:notifications' $$,
          tests.uid('publish-notified')),
-  format($$ values (pg_temp.result('notify') -> 'published' -> 0 ->> 'id', 'user:%s:notifications'::text,
+  format($$ values (tests.kept('notify') -> 'published' -> 0 ->> 'id', 'user:%s:notifications'::text,
                     'notification:followed'::text, '{"title": "New follower", "body": "someone follows you"}'::jsonb) $$,
          tests.uid('publish-notified')),
   'its push lands in the push outbox, under the message''s id');
@@ -266,7 +243,7 @@ select tests.authenticate_as('publish-notified');
 select is(
   edge.channel_history('user:' || tests.uid('publish-notified') || ':notifications') -> 'items',
   jsonb_build_array(jsonb_build_object(
-    'id', (pg_temp.result('notify') -> 'published' -> 0 ->> 'id')::bigint, 'event', 'notification:followed',
+    'id', (tests.kept('notify') -> 'published' -> 0 ->> 'id')::bigint, 'event', 'notification:followed',
     'data', '{"by": "someone"}'::jsonb, 'timestamp', private.epoch_ms(now()))),
   'the user reads the notification back from history');
 select is(
@@ -311,7 +288,7 @@ select is(pg_temp.sent('room:10a00000-0000-4000-8000-000000000001:queue'), 2,
 -- -----------------------------------------------------------------------------
 
 select tests.authenticate_as('publish-host');
-insert into pg_temp.results values ('batch', edge.publish(jsonb_build_array(
+select tests.keep('batch', edge.publish(jsonb_build_array(
   pg_temp.message('room:10a00000-0000-4000-8000-000000000004:queue', 'queue:first', '{"n": 1}'),
   pg_temp.message('room:10a00000-0000-4000-8000-000000000004:queue', 'queue:second', '{"n": 2}'),
   pg_temp.message('room:10a00000-0000-4000-8000-000000000004:queue', 'queue:third', '{"n": 3}'))));
@@ -319,12 +296,12 @@ select tests.clear_authentication();
 
 select is(
   (select array_agg(p ->> 'event' order by n)
-   from jsonb_array_elements(pg_temp.result('batch') -> 'published') with ordinality as t (p, n)),
+   from jsonb_array_elements(tests.kept('batch') -> 'published') with ordinality as t (p, n)),
   array['queue:first', 'queue:second', 'queue:third'],
   'a batch is answered in request order');
 select is(
   (select array_agg((p ->> 'id')::bigint order by n)
-   from jsonb_array_elements(pg_temp.result('batch') -> 'published') with ordinality as t (p, n)),
+   from jsonb_array_elements(tests.kept('batch') -> 'published') with ordinality as t (p, n)),
   (select array_agg(id order by id) from private.channel_messages
    where channel = 'room:10a00000-0000-4000-8000-000000000004:queue'),
   'its ids are those of the kept messages');
@@ -341,26 +318,26 @@ select is(pg_temp.sent('room:10a00000-0000-4000-8000-000000000004:queue'), 3,
   'each message of the batch is broadcast');
 
 select tests.authenticate_as('publish-host');
-insert into pg_temp.results values ('with id', edge.publish(jsonb_build_array(pg_temp.message(
+select tests.keep('with id', edge.publish(jsonb_build_array(pg_temp.message(
   'room:10a00000-0000-4000-8000-000000000004:queue', 'queue:added', '{"song": "original"}', '{"id": "add-song_1:x"}'))));
 select tests.clear_authentication();
 -- As if the first publish had been five seconds ago: a resend answers with its time, not now.
 update private.published_ids set published_at = published_at - interval '5 seconds'
 where channel = 'room:10a00000-0000-4000-8000-000000000004:queue' and id = 'add-song_1:x';
 select tests.authenticate_as('publish-host');
-insert into pg_temp.results values ('resent', edge.publish(jsonb_build_array(pg_temp.message(
+select tests.keep('resent', edge.publish(jsonb_build_array(pg_temp.message(
   'room:10a00000-0000-4000-8000-000000000004:queue', 'queue:changed', '{"song": "changed"}', '{"id": "add-song_1:x"}'))));
-insert into pg_temp.results values ('other channel', edge.publish(jsonb_build_array(pg_temp.message(
+select tests.keep('other channel', edge.publish(jsonb_build_array(pg_temp.message(
   'room:10a00000-0000-4000-8000-000000000001:queue', 'queue:added', '{"song": "elsewhere"}', '{"id": "add-song_1:x"}'))));
 select tests.clear_authentication();
 
 select is(
-  (pg_temp.result('with id') -> 'published' -> 0) - 'timestamp',
+  (tests.kept('with id') -> 'published' -> 0) - 'timestamp',
   '{"id": "add-song_1:x", "channel": "room:10a00000-0000-4000-8000-000000000004:queue", "event": "queue:added",
     "duplicate": false}'::jsonb,
   'a message with an id is answered with that id');
 select is(
-  pg_temp.result('resent') -> 'published' -> 0,
+  tests.kept('resent') -> 'published' -> 0,
   jsonb_build_object('id', 'add-song_1:x', 'channel', 'room:10a00000-0000-4000-8000-000000000004:queue',
                      'event', 'queue:added', 'duplicate', true,
                      'timestamp', private.epoch_ms(now() - interval '5 seconds')),
@@ -380,7 +357,7 @@ select is(
   '{"song": "original"}'::jsonb,
   'nor does it replace the last message');
 select is(
-  pg_temp.answers(pg_temp.result('other channel')),
+  pg_temp.answers(tests.kept('other channel')),
   array['add-song_1:x queue:added false'],
   'the same id on another channel is a new message');
 select is(
@@ -390,7 +367,7 @@ select is(
   'and is broadcast on that channel');
 
 select tests.authenticate_as('publish-host');
-insert into pg_temp.results values ('mixed', edge.publish(jsonb_build_array(
+select tests.keep('mixed', edge.publish(jsonb_build_array(
   pg_temp.message('room:10a00000-0000-4000-8000-000000000004:queue', 'queue:a', '{"mixed": 1}', '{"id": "mixed-1"}'),
   pg_temp.message('room:10a00000-0000-4000-8000-000000000004:queue', 'queue:b', '{"mixed": 2}', '{"id": "add-song_1:x"}'),
   pg_temp.message('room:10a00000-0000-4000-8000-000000000004:queue', 'queue:c', '{"mixed": 3}', '{"id": "mixed-1"}'),
@@ -398,7 +375,7 @@ insert into pg_temp.results values ('mixed', edge.publish(jsonb_build_array(
 select tests.clear_authentication();
 
 select is(
-  pg_temp.answers(pg_temp.result('mixed')),
+  pg_temp.answers(tests.kept('mixed')),
   array['mixed-1 queue:a false', 'add-song_1:x queue:added true', 'mixed-1 queue:a true',
         (select id::text from private.channel_messages where data = '{"mixed": 4}') || ' queue:d false'],
   'in a batch, resent ids (earlier or within the batch) are duplicates and the others are published, in order');
@@ -465,7 +442,7 @@ select pg_temp.as_service();
 select is(
   (select array_agg(e order by e) from unnest(array['chat:batch', 'chat:message', 'playback:position',
                                                    'presence:member_added', 'presence:x']) as e
-   where pg_temp.failure(format(
+   where tests.failure(format(
      $$ select edge.publish('[{"channel": "room:10a00000-0000-4000-8000-000000000005", "event": %s, "payload": {}}]') $$,
      to_jsonb(e))) ->> 'code' = 'WS400'),
   array['chat:batch', 'chat:message', 'playback:position', 'presence:member_added', 'presence:x'],
@@ -473,7 +450,7 @@ select is(
 select is(
   (select array_agg(e order by e) from unnest(array['', 'has space', 'slash/y', 'tab	x', 'é', 'quote"x',
                                                    repeat('a', 101)]) as e
-   where pg_temp.failure(format(
+   where tests.failure(format(
      $$ select edge.publish('[{"channel": "room:10a00000-0000-4000-8000-000000000005:queue", "event": %s, "payload": {}}]') $$,
      to_jsonb(e))) ->> 'code' = 'WS400'),
   (select array_agg(e order by e) from unnest(array['', 'has space', 'slash/y', 'tab	x', 'é', 'quote"x',
@@ -507,11 +484,11 @@ select is(
      '[{"channel": "room:nope:queue", "event": "e", "payload": {}}]',
      '[{"channel": "room:10A00000-0000-4000-8000-000000000005:queue", "event": "e", "payload": {}}]',
      '[{"channel": "room:10a00000-0000-4000-8000-000000000005:lyrics", "event": "e", "payload": {}}]']) as bad
-   where pg_temp.failure(format('select edge.publish(%L)', bad)) ->> 'message' is distinct from 'invalid_request'),
+   where tests.failure(format('select edge.publish(%L)', bad)) ->> 'message' is distinct from 'invalid_request'),
   null,
   'every malformed request (not 1..50 messages, a message without channel, event or object payload, a bad id or push, a channel that does not parse) is WS400 invalid_request');
 select tests.clear_authentication();
-select is(pg_temp.kept('room:10a00000-0000-4000-8000-000000000005:queue'), 3,
+select is(pg_temp.history_rows('room:10a00000-0000-4000-8000-000000000005:queue'), 3,
   'of all of those, only the three valid events were kept');
 
 
@@ -522,11 +499,11 @@ select is(pg_temp.kept('room:10a00000-0000-4000-8000-000000000005:queue'), 3,
 select tests.authenticate_as('publish-host');
 -- {"blob": "…"} is 12 bytes plus the string as JSON text.
 select lives_ok(
-  $$ insert into pg_temp.results values ('at limit', edge.publish(jsonb_build_array(pg_temp.message(
+  $$ select tests.keep('at limit', edge.publish(jsonb_build_array(pg_temp.message(
        'room:10a00000-0000-4000-8000-000000000005:queue', 'queue:big',
        jsonb_build_object('blob', repeat('x', 65536 - 12)), '{"id": "at-limit"}')))) $$,
   'a payload of exactly the rule''s limit is accepted');
-select is(pg_temp.answers(pg_temp.result('at limit')), array['at-limit queue:big false'],
+select is(pg_temp.answers(tests.kept('at limit')), array['at-limit queue:big false'],
   'and published');
 select throws_ok(
   format($$ select edge.publish(jsonb_build_array(
@@ -563,21 +540,22 @@ select is(
     from generate_series(1, 20) as n)) -> 'published'),
   20,
   'a burst of 20 on the queue is published');
-insert into pg_temp.results values ('limited', pg_temp.failure($$ select edge.publish((select jsonb_agg(pg_temp.message(
-  'room:10a00000-0000-4000-8000-000000000003:queue', 'queue:over', jsonb_build_object('n', n)))
-  from generate_series(1, 10) as n)) $$));
+select tests.keep('limited',
+  tests.failure($$ select edge.publish((select jsonb_agg(pg_temp.message(
+    'room:10a00000-0000-4000-8000-000000000003:queue', 'queue:over', jsonb_build_object('n', n)))
+    from generate_series(1, 10) as n)) $$));
 select is(
-  pg_temp.result('limited') - 'hint',
+  tests.kept('limited') - 'hint',
   '{"code": "WS429", "message": "rate_limited"}'::jsonb,
   'the next ten within the second are WS429 rate_limited');
-select matches(pg_temp.result('limited') ->> 'hint', '^[1-9][0-9]*$',
+select matches(tests.kept('limited') ->> 'hint', '^[1-9][0-9]*$',
   'with a retry hint in whole seconds');
 select lives_ok(
-  $$ insert into pg_temp.results values ('resent while limited', edge.publish(
+  $$ select tests.keep('resent while limited', edge.publish(
        '[{"channel": "room:10a00000-0000-4000-8000-000000000003:queue", "event": "queue:burst",
           "payload": {"n": 20}, "id": "burst-20"}]')) $$,
   'a resent id is not refused while the caller is limited');
-select is(pg_temp.answers(pg_temp.result('resent while limited')), array['burst-20 queue:burst true'],
+select is(pg_temp.answers(tests.kept('resent while limited')), array['burst-20 queue:burst true'],
   'it answers duplicate: a retry learns its message went out');
 select is(
   jsonb_array_length(edge.publish('[{"channel": "room:10a00000-0000-4000-8000-000000000004:queue",
@@ -607,7 +585,7 @@ update private.rate_buckets set tokens = 0, refilled_at = clock_timestamp() - in
 where channel = 'room:10a00000-0000-4000-8000-000000000003:queue' and user_id = tests.uid('publish-host');
 select tests.authenticate_as('publish-host');
 select is(
-  pg_temp.failure($$ select edge.publish((select jsonb_agg(pg_temp.message(
+  tests.failure($$ select edge.publish((select jsonb_agg(pg_temp.message(
     'room:10a00000-0000-4000-8000-000000000003:queue', 'queue:refilled', jsonb_build_object('n', n)))
     from generate_series(1, 11) as n)) $$) ->> 'code',
   'WS429',

@@ -8,6 +8,9 @@
  * on the member's row, so concurrent tabs give exactly one of each. Connections expire 60 s
  * after their last join or heartbeat (a sweeper, and every presence call for the room).
  * A room's total is kept as a counter, so a snapshot of a big room reads only what it shows.
+ * Beside it, each room's presence has a version that goes up by one with every member_added and
+ * member_removed; both events carry the version they produced and every snapshot the version it
+ * reflects, so a client that loaded a snapshot applies only the events that came after it.
  */
 
 create table private.presence_connections (
@@ -33,9 +36,11 @@ create table private.presence_members (
 create index presence_members_recent_idx on private.presence_members (room_id, last_active desc);
 create index presence_members_hosts_idx on private.presence_members (room_id) where is_host;
 
+-- The counters sit on the row every member_added and member_removed already takes.
 create table private.presence_rooms (
   room_id uuid primary key references public.rooms (id) on delete cascade,
-  total int not null check (total >= 0)
+  total int not null check (total >= 0),
+  version bigint not null default 0 check (version >= 0)
 );
 
 alter table private.presence_connections enable row level security;
@@ -67,17 +72,20 @@ security definer
 set search_path = ''
 as $$
 declare
-  total int := coalesce((select r.total from private.presence_rooms r where r.room_id = room), 0);
+  counts private.presence_rooms := (select r from private.presence_rooms r where r.room_id = room);
+  total int := coalesce(counts.total, 0);
+  version bigint := coalesce(counts.version, 0);
   -- Fixed before the query so that the index reads only the inactive members.
   inactive_before timestamptz := clock_timestamp() - interval '60 seconds';
 begin
   if total <= 100 then
-    return jsonb_build_object('type', 'detailed', 'total', total, 'members', (
+    return jsonb_build_object('type', 'detailed', 'version', version, 'total', total, 'members', (
       select coalesce(jsonb_agg(private.member_json(m) order by m.is_host desc, m.last_active desc, m.user_id), '[]')
       from private.presence_members m where m.room_id = room));
   end if;
   return jsonb_build_object(
     'type', 'summary',
+    'version', version,
     'total', total,
     'sample', (
       select jsonb_agg(private.member_json(s) order by s.is_host desc, s.last_active desc, s.user_id)
@@ -113,7 +121,7 @@ set search_path = ''
 as $$
 declare
   remaining int;
-  total int;
+  counts private.presence_rooms;
 begin
   delete from private.presence_connections c
   where c.room_id = room and c.user_id = member and c.connection_id = connection;
@@ -133,9 +141,11 @@ begin
     return false;
   end if;
   delete from private.presence_members m where m.room_id = room and m.user_id = member;
-  update private.presence_rooms r set total = r.total - 1 where r.room_id = room returning r.total into total;
+  update private.presence_rooms r set total = r.total - 1, version = r.version + 1
+  where r.room_id = room
+  returning r.* into counts;
   perform private.publish('room:' || room, 'presence:member_removed',
-                          jsonb_build_object('user_id', member, 'total', total));
+    jsonb_build_object('user_id', member, 'total', counts.total, 'version', counts.version));
   return true;
 end;
 $$;
@@ -187,9 +197,7 @@ stable
 set search_path = ''
 as $$
 begin
-  if not private.room_exists(room) then
-    perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
-  end if;
+  perform private.require_room(room);
   perform private.require_channel_access('room:' || room, action);
   if auth.uid() is null then
     perform private.raise_client_error(403, 'identified_only', 'Presence is for signed-in users.');
@@ -198,10 +206,16 @@ end;
 $$;
 
 /**
+ * ----
+ * presence (the function's entry points)
+ * ----
+ */
+
+/**
  * join: adds (or refreshes) the caller's connection. Returns
  *   {member_added, me: Member, presence: Presence}
  */
-create function public.presence_join(room_id uuid, connection_id text, user_info json default '{}')
+create function edge.presence_join(room_id uuid, connection_id text, user_info json default '{}')
 returns jsonb
 language plpgsql
 security definer
@@ -213,7 +227,7 @@ declare
   new_connection boolean;
   added boolean := false;
   me private.presence_members;
-  total int;
+  counts private.presence_rooms;
 begin
   perform private.require_presence_access(presence_join.room_id, 'presence');
   if presence_join.connection_id is null or presence_join.connection_id !~ '^[A-Za-z0-9_-]{8,64}$'
@@ -244,19 +258,23 @@ begin
   returning (m.xmax = 0), m.* into added, me.room_id, me.user_id, me.info, me.is_host, me.connections, me.last_active;
 
   if added then
-    insert into private.presence_rooms as r (room_id, total) values (presence_join.room_id, 1)
-    on conflict on constraint presence_rooms_pkey do update set total = r.total + 1
-    returning r.total into total;
+    insert into private.presence_rooms as r (room_id, total, version) values (presence_join.room_id, 1, 1)
+    on conflict on constraint presence_rooms_pkey do update set total = r.total + 1, version = r.version + 1
+    returning r.* into counts;
     perform private.publish('room:' || presence_join.room_id, 'presence:member_added',
-      jsonb_build_object('user_id', caller, 'info', me.info, 'is_host', me.is_host, 'total', total));
+      jsonb_build_object('user_id', caller, 'info', me.info, 'is_host', me.is_host, 'total', counts.total,
+                         'version', counts.version));
   end if;
   return jsonb_build_object('member_added', added, 'me', private.member_json(me),
                             'presence', private.presence_snapshot(presence_join.room_id));
 end;
 $$;
 
-/** heartbeat: keeps the caller's connection alive. Returns {expires_at}; 404 once it has expired. */
-create function public.presence_heartbeat(room_id uuid, connection_id text)
+/**
+ * heartbeat: keeps the caller's connection alive. Returns {expires_at, server_time} — the
+ * server's clock, which the client library keeps time with the room by; 404 once it has expired.
+ */
+create function edge.presence_heartbeat(room_id uuid, connection_id text)
 returns jsonb
 language plpgsql
 security definer
@@ -277,12 +295,13 @@ begin
   end if;
   update private.presence_members m set last_active = seen
   where m.room_id = presence_heartbeat.room_id and m.user_id = caller;
-  return jsonb_build_object('expires_at', seen + interval '60 seconds');
+  return jsonb_build_object('expires_at', seen + interval '60 seconds',
+                            'server_time', private.epoch_ms(clock_timestamp()));
 end;
 $$;
 
 /** leave: drops the caller's connection. Returns {member_removed}. */
-create function public.presence_leave(room_id uuid, connection_id text)
+create function edge.presence_leave(room_id uuid, connection_id text)
 returns jsonb
 language plpgsql
 security definer
@@ -297,7 +316,7 @@ end;
 $$;
 
 /** GET presence: the room's Presence, for its subscribers. */
-create function public.presence_get(room_id uuid)
+create function edge.presence_get(room_id uuid)
 returns jsonb
 language plpgsql
 security definer
@@ -310,5 +329,5 @@ begin
 end;
 $$;
 
-grant execute on function public.presence_join(uuid, text, json), public.presence_heartbeat(uuid, text),
-  public.presence_leave(uuid, text), public.presence_get(uuid) to authenticated, service_role;
+revoke all on function edge.presence_join(uuid, text, json), edge.presence_heartbeat(uuid, text),
+  edge.presence_leave(uuid, text), edge.presence_get(uuid) from public, anon, authenticated, service_role;

@@ -2,41 +2,12 @@
  * ----
  * The late joiner's snapshot (API.md §4 room-context)
  * ----
- * One call, one statement: the room, its newest chat (oldest first), its newest plays with their
- * songs, the playback state and presence, all built as JSON inside Postgres. Security invoker,
- * so the caller's RLS applies to every row it reads.
+ * One call, one statement: the room, its newest chat that went out (oldest first, by seq), its
+ * newest plays with their songs, the playback state, presence and the queue (the last message
+ * kept on room:{id}:queue), all built as JSON inside Postgres from the pieces the earlier files
+ * define. Security invoker, so the caller's RLS applies to every row it reads.
  */
-
-/** API.md's PlaybackState, with the server's clock so a client can place the position. */
-create function private.playback_json(p public.playback_state, server_time timestamptz)
-returns jsonb
-language sql
-stable
-as $$
-  select jsonb_build_object(
-    'room_id', p.room_id, 'song_id', p.song_id, 'position_ms', p.position_ms,
-    'is_playing', p.is_playing, 'seq', p.seq, 'updated_at', p.updated_at,
-    'server_time', private.epoch_ms(server_time)
-  )
-$$;
-grant execute on function private.playback_json(public.playback_state, timestamptz)
-  to authenticated, service_role;
-
-/** Whether a room exists, whoever may see it: tells 404 from 403. */
-create function private.room_exists(room uuid)
-returns boolean
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return exists (select 1 from public.rooms r where r.id = room_exists.room);
-end;
-$$;
-grant execute on function private.room_exists(uuid) to authenticated, service_role;
-
-create function public.room_context(room_id uuid, chat_limit int default 50, history_limit int default 10)
+create function edge.room_context(room_id uuid, chat_limit int default 50, history_limit int default 10)
 returns jsonb
 language plpgsql
 stable
@@ -49,9 +20,7 @@ begin
     perform private.raise_client_error(400, 'invalid_request',
       'chat_limit must be 1..200 and history_limit 1..50.');
   end if;
-  if not private.room_exists(room_context.room_id) then
-    perform private.raise_client_error(404, 'room_not_found', 'There is no such room.');
-  end if;
+  perform private.require_room(room_context.room_id);
   -- The rights of the room's own channel (room:{id}): members only, identified only.
   perform private.require_channel_access('room:' || room_context.room_id, 'subscribe');
 
@@ -61,11 +30,11 @@ begin
       from public.rooms r where r.id = room_context.room_id
     ),
     'chat', (
-      select coalesce(jsonb_agg(private.message_json(m) order by m.id), '[]')
+      select coalesce(jsonb_agg(private.message_json(m) order by m.seq), '[]')
       from (
         select * from public.messages m
-        where m.room_id = room_context.room_id
-        order by m.id desc
+        where m.room_id = room_context.room_id and m.seq is not null
+        order by m.seq desc
         limit chat_limit
       ) m
     ),
@@ -88,10 +57,10 @@ begin
       select private.playback_json(p, clock_timestamp()) from public.playback_state p
       where p.room_id = room_context.room_id
     ),
-    -- Defined with the presence tables (20261128090700_presence.sql).
     'presence', private.presence_snapshot(room_context.room_id),
+    'queue', private.last_message('room:' || room_context.room_id || ':queue'),
     'server_time', private.epoch_ms(clock_timestamp())
   );
 end;
 $$;
-grant execute on function public.room_context(uuid, int, int) to authenticated, service_role;
+revoke all on function edge.room_context(uuid, int, int) from public, anon, authenticated, service_role;
