@@ -20,6 +20,7 @@
 // `chaos/fuzz.test.ts` runs the properties with a few runs each; `npm run chaos` calls the same
 // entry points with thousands, and `deno run -A chaos/fuzz.ts [runs] [seed]` runs them on a
 // throw-away stack of their own.
+import { isDeepStrictEqual } from "node:util";
 import fc from "npm:fast-check@4.11.0";
 import { createClient } from "npm:@supabase/supabase-js@2.119.1";
 import { anonKey, jwtSecret, serviceRoleKey, userToken } from "../local/keys.ts";
@@ -204,7 +205,8 @@ export async function withFuzzTarget<T>(work: (target: FuzzTarget) => Promise<T>
 
 /** An object written with its keys as given: repeated, `__proto__`, in any order. */
 class Entries {
-  constructor(readonly entries: [string, Json][]) {}
+  /** `valid`: made by objectOf's valid branch, every field as the contract wants it. */
+  constructor(readonly entries: [string, Json][], readonly valid = false) {}
   toJSON() {
     return { "(entries)": this.entries };
   }
@@ -402,7 +404,7 @@ function objectOf(shape: Record<string, FieldArb>, optional: string[] = []): Fie
         )
         : validOf(arb).map((v) => [[key, v] as [string, Json]])
     ),
-  ).map((parts) => new Entries(parts.flat()) as Json);
+  ).map((parts) => new Entries(parts.flat(), true) as Json);
   const fields = Object.entries(shape).map(([key, arb]) =>
     fc.option(arb, { nil: absent, freq: 8 }).map((v) =>
       v === absent ? [] : [[key, v] as [string, Json]]
@@ -429,18 +431,29 @@ function objectOf(shape: Record<string, FieldArb>, optional: string[] = []): Fie
   return Object.assign(fc.oneof(clean, dirty), { valid: clean });
 }
 
+/** A request's body or query string, and whether it is a valid one. */
+interface Input {
+  text: string;
+  valid: boolean;
+}
+
+const invalid = (text: string): Input => ({ text, valid: false });
+
 /** A request body: mostly `shape`, sometimes any JSON, text that is not JSON, or nothing. */
-function bodyOf(shape: fc.Arbitrary<Json>): fc.Arbitrary<string> {
+function bodyOf(shape: fc.Arbitrary<Json>): fc.Arbitrary<Input> {
   return fc.oneof(
-    { weight: 12, arbitrary: shape.map(render) },
-    { weight: 1, arbitrary: anyJson.map(render) },
-    { weight: 1, arbitrary: bigJson.map(render) },
+    {
+      weight: 12,
+      arbitrary: shape.map((v) => ({ text: render(v), valid: v instanceof Entries && v.valid })),
+    },
+    { weight: 1, arbitrary: anyJson.map((v) => invalid(render(v))) },
+    { weight: 1, arbitrary: bigJson.map((v) => invalid(render(v))) },
     {
       weight: 1,
       arbitrary: fc.oneof(
         fc.constantFrom("", "{", "{nope}", "[1,]", "nul", '{"a":1}{"a":2}', "\ufeff{}", "{'a':1}"),
         oddString,
-      ),
+      ).map(invalid),
     },
   );
 }
@@ -833,8 +846,8 @@ function checkCors(answer: Answer): void {
 
 interface FunctionCase {
   method: string;
-  query: string;
-  body?: string;
+  query: Input;
+  body?: Input;
   contentType?: string;
   token: TokenRecipe;
   proto?: string;
@@ -845,8 +858,8 @@ interface Endpoint {
   /** The methods the function serves. */
   serves: ("GET" | "POST")[];
   /** The request's query string (GET) and body (POST), generated. */
-  query?: (t: FuzzTarget) => fc.Arbitrary<string>;
-  body?: (t: FuzzTarget) => fc.Arbitrary<string>;
+  query?: (t: FuzzTarget) => fc.Arbitrary<Input>;
+  body?: (t: FuzzTarget) => fc.Arbitrary<Input>;
   /** Whether the anon key may use it (health). */
   anonAllowed?: boolean;
 }
@@ -875,13 +888,15 @@ function encodeUriLenient(s: string): string {
 }
 
 /**
- * `?a=b&…`: half the time valid (every parameter not `optional`, valid values), otherwise
- * parameters missing, odd, repeated (the last one counts) and malformed pieces.
+ * `?a=b&…`: half the time valid (every parameter not `optional`, valid values; `validTogether`
+ * false when valid values may still clash), otherwise parameters missing, odd, repeated (the
+ * last one counts) and malformed pieces.
  */
 function queryOf(
   params: Record<string, ReturnType<typeof param>>,
   optional: string[] = [],
-): fc.Arbitrary<string> {
+  { validTogether = true } = {},
+): fc.Arbitrary<Input> {
   const pairOf = (key: string, value: string) =>
     `${encodeUriLenient(key)}=${encodeUriLenient(value)}`;
   const join = (parts: (string | undefined)[]) => {
@@ -894,7 +909,7 @@ function queryOf(
         ? fc.option(arb.valid.map((v) => pairOf(key, v)), { nil: undefined, freq: 2 })
         : arb.valid.map((v) => pairOf(key, v))
     ),
-  ).map(join);
+  ).map((parts) => ({ text: join(parts), valid: validTogether }));
   const pair = fc.oneof(
     {
       weight: 8,
@@ -915,7 +930,7 @@ function queryOf(
       ),
     ),
     fc.array(pair, { maxLength: 4 }),
-  ).map(([own, more]) => join([...own, ...more]));
+  ).map(([own, more]) => invalid(join([...own, ...more])));
   return fc.oneof(clean, dirty);
 }
 
@@ -980,12 +995,13 @@ const chatMessage: FieldArb = objectOf({
       "hi",
       "¡Qué buena esta!",
       "🎵".repeat(1000),
+      "🎵".repeat(2000),
       "x".repeat(2000),
       "\u202eabc",
       "a\u0301",
       "مرحبا",
     ),
-    fc.constantFrom("", "   ", "\u3000", "\u00a0", "\ufeff", "x".repeat(2001), "🎵".repeat(1001)),
+    fc.constantFrom("", "   ", "\u3000", "\u00a0", "\ufeff", "x".repeat(2001), "🎵".repeat(2001)),
     oddString,
   ),
   push: field(fc.constant({ title: "t" }), fc.constant({}), fc.constant(new Raw("[]"))),
@@ -1039,15 +1055,18 @@ const endpoints: Endpoint[] = [
         fc.constantFrom("101", "0", "1h", "s", "99999"),
       );
       return fc.oneof(
+        // Valid values may still clash: a cursor is another page's (mixed with direction, start
+        // or end, or given for another channel, it is refused), after_seq is for chat channels,
+        // and a persist-last channel answers rewind=1 only.
         queryOf({ channel, limit, direction, start: moment, end: moment, cursor }, [
           "limit",
           "direction",
           "start",
           "end",
           "cursor",
-        ]),
-        queryOf({ channel, rewind }),
-        queryOf({ channel, after_seq: afterSeq, limit }, ["limit"]),
+        ], { validTogether: false }),
+        queryOf({ channel, rewind }, [], { validTogether: false }),
+        queryOf({ channel, after_seq: afterSeq, limit }, ["limit"], { validTogether: false }),
       );
     },
   },
@@ -1125,7 +1144,9 @@ const endpoints: Endpoint[] = [
       const message = objectOf({
         channel: field(channels(t), oddChannels(t)),
         event: field(
-          fc.stringMatching(/^[A-Za-z0-9:_.-]{1,100}$/),
+          fc.stringMatching(/^[A-Za-z0-9:_.-]{1,100}$/).filter((e) =>
+            !/^(chat|playback|presence):/.test(e)
+          ),
           fc.constantFrom("queue:add", "chat:batch", "playback:x", "presence:x", "a".repeat(101)),
         ),
         payload: field(
@@ -1159,8 +1180,8 @@ function functionCase(endpoint: Endpoint, t: FuzzTarget): fc.Arbitrary<FunctionC
       weight: 1,
       arbitrary: fc.constantFrom(...methods),
     }),
-    query: endpoint.query ? endpoint.query(t) : fc.constant(""),
-    body: endpoint.body ? endpoint.body(t) : fc.option(oddString, { nil: undefined }),
+    query: endpoint.query ? endpoint.query(t) : fc.constant({ text: "", valid: true }),
+    body: endpoint.body ? endpoint.body(t) : fc.option(oddString.map(invalid), { nil: undefined }),
     contentType: contentTypes,
     token: tokenArb(t),
     proto: fc.option(fc.constantFrom("http", "https", "ftp", "", "https, http"), {
@@ -1188,9 +1209,9 @@ async function fuzzFunction(
       if (c.proto !== undefined) headers["x-forwarded-proto"] = c.proto;
       const answer = await send(target, {
         method: c.method,
-        path: path + c.query,
+        path: path + c.query.text,
         headers,
-        body: c.body,
+        body: c.body?.text,
       });
       outcome(String(answer.status));
       expect(answer.status < 500, "no input produces a 5xx (the database is up)", answer);
@@ -1218,6 +1239,16 @@ async function fuzzFunction(
           if (token.verdict === "anon" && !endpoint.anonAllowed) {
             expect(code === "identified_only", "the anon key identifies nobody", answer);
           }
+          // What the contract calls valid is not refused as invalid (a channel without push
+          // refuses a push, which only the rule knows).
+          const input = endpoint.body ? c.body : c.query;
+          if (input?.valid && c.method === (endpoint.body ? "POST" : "GET")) {
+            expect(
+              (answer.status !== 400 || code === "push_not_enabled") && answer.status !== 413,
+              "a valid request is not refused as invalid",
+              answer,
+            );
+          }
         }
       } else {
         expect(
@@ -1231,16 +1262,6 @@ async function fuzzFunction(
     options,
     target,
   );
-}
-
-/** Every function under /functions/v1, `runs` cases each. */
-export async function fuzzFunctions(
-  target: FuzzTarget,
-  options: FuzzOptions,
-): Promise<FuzzFigures[]> {
-  const figures: FuzzFigures[] = [];
-  for (const endpoint of endpoints) figures.push(await fuzzFunction(endpoint, target, options));
-  return figures;
 }
 
 /** Paths and methods the gateway has no function for. */
@@ -1404,7 +1425,12 @@ export function fuzzAuth(target: FuzzTarget, options: FuzzOptions): Promise<Fuzz
         const token = await materialize(c.token, target);
         if (token.authorization !== undefined) headers.authorization = token.authorization;
       }
-      const answer = await send(target, { method, path: `/auth/v1${path}`, headers, body: c.body });
+      const answer = await send(target, {
+        method,
+        path: `/auth/v1${path}`,
+        headers,
+        body: c.body.text,
+      });
       outcome(String(answer.status));
       expect(answer.status < 500, "no input produces a 5xx", answer);
       checkCors(answer);
@@ -1501,7 +1527,12 @@ export function fuzzRestBroadcast(target: FuzzTarget, options: FuzzOptions): Pro
       if (c.viaApikey && token.token) headers.apikey = token.token;
       else if (token.authorization) headers.authorization = token.authorization;
       if (c.contentType !== undefined) headers["content-type"] = c.contentType;
-      const answer = await send(target, { method: c.method, path: c.path, headers, body: c.body });
+      const answer = await send(target, {
+        method: c.method,
+        path: c.path,
+        headers,
+        body: c.body.text,
+      });
       outcome(String(answer.status));
       expect(answer.status < 500, "no input produces a 5xx", answer);
       checkCors(answer);
@@ -2014,6 +2045,115 @@ export function fuzzRealtimeUpgrade(
   );
 }
 
+// --- What goes in comes out ------------------------------------------------------------------------
+
+/** `text` as JavaScript reads JSON: what a client can expect back (1e999 → null, -0 → 0). */
+const asJs = (text: string): unknown => JSON.parse(JSON.stringify(JSON.parse(text)));
+
+/**
+ * What a client stores or sends comes back unchanged, keys like `__proto__` included: a
+ * published payload (service_role, on a room's queue) from history, a presence join's user_info
+ * as the member's info, a REST broadcast's payload at a subscriber of the topic.
+ */
+export function fuzzRoundTrips(target: FuzzTarget, options: FuzzOptions): Promise<FuzzFigures> {
+  const object = fc.dictionary(anyKey, anyJson, { maxKeys: 4 }).map((d) => d as Json);
+  const roundTrip = fc.record({
+    path: fc.constantFrom("publish", "presence", "rest"),
+    value: fc.oneof(
+      object,
+      fc.constantFrom<Json>(
+        new Entries([["__proto__", { x: 1 }], ["a", 1]]),
+        new Entries([["constructor", { prototype: { x: 1 } }]]),
+        new Entries([["toString", 1], ["valueOf", null], ["hasOwnProperty", "x"]]),
+        new Entries([["a", 1], ["a", 2]]),
+      ),
+    ),
+  });
+  return runProperty(
+    "round trips",
+    roundTrip,
+    async ({ path, value }, outcome) => {
+      const text = render(value);
+      const sent = asJs(text);
+      const service = { authorization: `Bearer ${serviceRoleKey}` };
+      let got: unknown;
+      if (path === "publish") {
+        const channel = `room:${target.room}:queue`;
+        const answer = await send(target, {
+          method: "POST",
+          path: "/functions/v1/publish",
+          headers: service,
+          body: `{"channel":${JSON.stringify(channel)},"event":"fuzz","payload":${text}}`,
+        });
+        outcome(`publish ${answer.status}`);
+        if (answer.status === 400) return expect(!storableJson(sent), "a storable payload", answer);
+        expect(answer.status === 202, "published", answer);
+        const history = await send(target, {
+          method: "GET",
+          path: `/functions/v1/history?channel=${channel}&rewind=1`,
+          headers: service,
+        });
+        got = JSON.parse(history.text).items?.[0]?.data;
+      } else if (path === "presence") {
+        const answer = await send(target, {
+          method: "POST",
+          path: "/functions/v1/presence",
+          headers: { authorization: `Bearer ${target.member.token}` },
+          body:
+            `{"action":"join","room_id":"${target.room}","connection_id":"fuzz-${crypto.randomUUID()}","user_info":${text}}`,
+        });
+        outcome(`presence ${answer.status}`);
+        if (answer.status === 400) {
+          return expect(!storableJson(sent), "a storable user_info", answer);
+        }
+        if (answer.status === 413) return;
+        expect(answer.status === 200, "joined", answer);
+        got = JSON.parse(answer.text).me.info;
+      } else {
+        const topic = `fuzz-round-trip-${crypto.randomUUID()}`;
+        const socket = await openSocket(target.url, "1.0.0", anonKey);
+        try {
+          socket.ws.send(JSON.stringify({
+            topic: `realtime:${topic}`,
+            event: "phx_join",
+            payload: { config: {} },
+            ref: "1",
+            join_ref: "1",
+          }));
+          await heartbeat(socket, "1.0.0", 0);
+          const answer = await send(target, {
+            method: "POST",
+            path: "/realtime/v1/api/broadcast",
+            headers: { ...service, "content-type": "application/json" },
+            body: `{"messages":[{"topic":${
+              JSON.stringify(topic)
+            },"event":"fuzz","payload":${text}}]}`,
+          });
+          outcome(`rest ${answer.status}`);
+          expect(answer.status === 202, "broadcast", answer);
+          await heartbeat(socket, "1.0.0", 1);
+          const deadline = Date.now() + 5000;
+          type Broadcast = { event?: string; payload?: { payload?: unknown } };
+          let frame: Broadcast | undefined;
+          while (!frame && Date.now() < deadline) {
+            frame = (socket.texts as Broadcast[]).find((f) => f?.event === "broadcast");
+            if (!frame) await within(socket.closed, 5);
+          }
+          got = frame?.payload?.payload;
+        } finally {
+          socket.ws.close();
+          await socket.closed;
+        }
+      }
+      if (!isDeepStrictEqual(got, sent)) {
+        throw new Error(`${path}: sent ${printable(sent)}, got back ${printable(got)}`);
+      }
+    },
+    options,
+    target,
+  );
+}
+
 // --- Afterwards ------------------------------------------------------------------------------------
 
 /**
@@ -2081,19 +2221,48 @@ export async function assertStillServes(target: FuzzTarget): Promise<void> {
   }
 }
 
-/** Every property, `runs` cases each, against one target; then the still-serves check. */
-export async function fuzzAll(options: FuzzOptions, target?: FuzzTarget): Promise<FuzzFigures[]> {
+/** Every property of this file, by name. */
+export const properties: [string, (t: FuzzTarget, o: FuzzOptions) => Promise<FuzzFigures>][] = [
+  ...endpoints.map((endpoint): [string, typeof fuzzGatewayPaths] => [
+    endpoint.name,
+    (t, o) => fuzzFunction(endpoint, t, o),
+  ]),
+  ["gateway paths", fuzzGatewayPaths],
+  ["auth", fuzzAuth],
+  ["realtime REST broadcast", fuzzRestBroadcast],
+  ["realtime upgrade", fuzzRealtimeUpgrade],
+  ["realtime frames", fuzzRealtimeFrames],
+  ["round trips", fuzzRoundTrips],
+];
+
+/** What a whole run found: each property's figures, and every broken invariant (a property's
+ * counterexample, or the gateway no longer serving), as in the other chaos scenarios. */
+export interface FuzzResult {
+  figures: Record<string, FuzzFigures>;
+  violations: string[];
+}
+
+/**
+ * Every property, `runs` cases each, against one target (a new one unless given), each to its
+ * end even when another failed; then the still-serves check. `npm run chaos` calls this at full
+ * size, `chaos/fuzz.test.ts` small.
+ */
+export async function fuzzAll(options: FuzzOptions, target?: FuzzTarget): Promise<FuzzResult> {
   if (!target) return await withFuzzTarget((t) => fuzzAll(options, t));
-  const figures = [
-    ...await fuzzFunctions(target, options),
-    await fuzzGatewayPaths(target, options),
-    await fuzzAuth(target, options),
-    await fuzzRestBroadcast(target, options),
-    await fuzzRealtimeUpgrade(target, options),
-    await fuzzRealtimeFrames(target, options),
-  ];
-  await assertStillServes(target);
-  return figures;
+  const result: FuzzResult = { figures: {}, violations: [] };
+  for (const [name, property] of properties) {
+    try {
+      result.figures[name] = await property(target, options);
+    } catch (error) {
+      result.violations.push(error instanceof Error ? error.message : String(error));
+    }
+  }
+  try {
+    await assertStillServes(target);
+  } catch (error) {
+    result.violations.push(`after fuzzing: ${error instanceof Error ? error.message : error}`);
+  }
+  return result;
 }
 
 if (import.meta.main) {
@@ -2101,5 +2270,10 @@ if (import.meta.main) {
   const { withThrowawayStack } = await import("../local/throwaway.ts");
   const runs = Number(Deno.args[0] ?? 1000);
   const seed = Number(Deno.args[1] ?? defaultSeed);
-  await withThrowawayStack({ api: 54351, db: 54352 }, () => fuzzAll({ runs, seed }));
+  const { violations } = await withThrowawayStack(
+    { api: 54351, db: 54352 },
+    () => fuzzAll({ runs, seed }),
+  );
+  for (const violation of violations) console.log(`VIOLATION ${violation}`);
+  Deno.exit(violations.length === 0 ? 0 : 1);
 }

@@ -1004,6 +1004,26 @@ Deno.test("REST broadcast: 202 and delivered, meta.id only when an id is given",
   }
 });
 
+Deno.test("REST broadcast: a payload keeps a key named __proto__", async () => {
+  // z.record rebuilt the payload key by key, which drops __proto__ (it sets the copy's prototype).
+  const client = realtimeClientFor(outsider.token);
+  try {
+    const topic = `rest-proto-${crypto.randomUUID()}`;
+    const got = received(await joined(client, topic, { private: false }));
+    const payload = JSON.parse('{"__proto__": {"x": 1}, "constructor": 2, "a": 1}');
+    const response = await restBroadcast(
+      { messages: [{ topic, event: "proto", payload }] },
+      bearer(serviceRoleKey),
+    );
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+    await until("the message", got, (all) => all.length === 1);
+    assert.deepEqual(got[0].payload, payload);
+  } finally {
+    await closeRealtime(client);
+  }
+});
+
 Deno.test("REST broadcast: 401 Unauthorized without a token or with a bad one", async () => {
   const message = { messages: [{ topic: "rest-401", event: "e", payload: {} }] };
   const forged = await signJwt({ role: "service_role", exp: 2000000000 }, otherSecret);

@@ -5,6 +5,7 @@
 // 202 on success; private messages pass the caller's write check once per topic and are dropped
 // silently without it.
 import { z } from "npm:zod@4.6.7";
+import { jsonObject } from "../../supabase/functions/_shared/validation.ts";
 import { bearerToken, type Claims } from "../../supabase/functions/_shared/auth.ts";
 import { corsHeaders, preflightResponse } from "../../supabase/functions/_shared/cors.ts";
 import { headersForRls, writeGrants } from "./authorization.ts";
@@ -23,7 +24,7 @@ interface RestMessage {
 const batchMessage = z.object({
   topic: z.string().min(1),
   event: z.string().min(1),
-  payload: z.record(z.string(), z.unknown()),
+  payload: jsonObject(),
   private: z.boolean().optional(),
   id: z.string().optional(),
 });

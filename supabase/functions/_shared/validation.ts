@@ -34,6 +34,18 @@ export function jsonbStorable(value: unknown, depth = 0): boolean {
   );
 }
 
+/**
+ * A JSON object passed on as it came (a payload, push data, user_info). z.record rebuilds the
+ * object by assignment, which drops a `__proto__` key (it sets the copy's prototype instead):
+ * the client's data would lose it on the way to the database and the subscribers.
+ */
+export function jsonObject() {
+  return z.custom<Record<string, unknown>>(
+    (value) => typeof value === "object" && value !== null && !Array.isArray(value),
+    "Expected an object.",
+  );
+}
+
 /** The query string as an object (a repeated parameter keeps its last value). */
 export function queryOf(req: Request): Record<string, string> {
   return Object.fromEntries(new URL(req.url).searchParams);

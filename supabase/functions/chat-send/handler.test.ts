@@ -404,6 +404,19 @@ Deno.test("a message with push is accepted and queued in the push outbox", async
   await batchesHolding(pushRoom, [pushedId, plainId]);
 });
 
+Deno.test("push data keeps a key named __proto__", async () => {
+  // z.record rebuilt push key by key, which drops __proto__ (it sets the copy's prototype).
+  const [message] = fresh(1, "proto");
+  const push = JSON.parse('{"__proto__": {"x": 1}, "title": "Proto"}');
+  const { status, body } = await send(listener.client, pushRoom, [{ ...message, push }]);
+  assert.equal(status, 202, JSON.stringify(body));
+  const [row] = await withDb((sql) =>
+    sql`select push from private.push_outbox where message_id = ${body.accepted[0].id}`
+  );
+  assert.deepEqual(row.push, push);
+  await batchesHolding(pushRoom, [body.accepted[0].id]);
+});
+
 Deno.test("invalid requests are 400 invalid_request with the validation issues", async () => {
   const ok = fresh(1, "bad")[0];
   const cases: [string, unknown][] = [

@@ -1,7 +1,7 @@
 import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller, type JsonArray } from "../_shared/db.ts";
 import { handle, json, readJson } from "../_shared/http.ts";
-import { parse, z } from "../_shared/validation.ts";
+import { jsonObject, parse, z } from "../_shared/validation.ts";
 import { requestFlush } from "../_shared/windows.ts";
 
 const maxBodyBytes = 64 * 1024;
@@ -12,7 +12,7 @@ export const chatSendBody = z.object({
   messages: z.array(z.object({
     client_id: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "1 to 64 of A-Z a-z 0-9 : _ -"),
     body: z.string().min(1).max(2000).refine((text) => text.trim() !== "", "The body is blank."),
-    push: z.record(z.string(), z.unknown()).optional(),
+    push: jsonObject().optional(),
   })).min(1).max(50),
 });
 

@@ -277,6 +277,16 @@ Deno.test("user_info of exactly 1024 bytes as JSON is accepted", async () => {
   assert.deepEqual(r.body.me.info, info);
 });
 
+Deno.test("user_info keeps keys named __proto__, constructor or toString", async () => {
+  // z.record rebuilt user_info key by key, which drops __proto__ (it sets the copy's prototype).
+  const room = await withDb((sql) => createRoom(sql, host, [listener]));
+  const info = JSON.parse('{"__proto__": {"admin": true}, "constructor": 1, "name": "Ana"}');
+  const { status, body } = await join(listener, room, "proto-keys-tab", info);
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.deepEqual(body.me.info, info);
+  assert.equal((await leave(listener, room, "proto-keys-tab")).status, 200);
+});
+
 Deno.test("GET returns the detailed Presence to members, 403 to others", async () => {
   const hostJoin = await join(host, getRoom, "get-host-1", { name: "Host" });
   assert.equal(hostJoin.status, 200, JSON.stringify(hostJoin.body));

@@ -2,7 +2,7 @@ import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller } from "../_shared/db.ts";
 import { HttpError } from "../_shared/errors.ts";
 import { handle, json, readJson } from "../_shared/http.ts";
-import { parse, queryOf, z } from "../_shared/validation.ts";
+import { jsonObject, parse, queryOf, z } from "../_shared/validation.ts";
 
 const connectionId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, "8 to 64 of A-Z a-z 0-9 _ -");
 
@@ -12,7 +12,7 @@ const body = z.discriminatedUnion("action", [
     room_id: z.guid(),
     connection_id: connectionId,
     user_id: z.guid().optional(),
-    user_info: z.record(z.string(), z.unknown()).optional(),
+    user_info: jsonObject().optional(),
   }),
   z.object({ action: z.literal("heartbeat"), room_id: z.guid(), connection_id: connectionId }),
   z.object({ action: z.literal("leave"), room_id: z.guid(), connection_id: connectionId }),

@@ -590,6 +590,29 @@ Deno.test("over the queue's rate limit (bursts of 20 per caller): 429 rate_limit
   assert.equal(djBurst.status, 202, JSON.stringify(djBurst.body));
 });
 
+Deno.test("payload and push keep keys named __proto__, constructor or toString", async () => {
+  // They used to be rebuilt key by key, which drops __proto__ (it sets the copy's prototype).
+  const room = await withDb((sql) => createRoom(sql, host, members));
+  const payload = JSON.parse('{"__proto__": {"x": 1}, "constructor": {"prototype": 1}, "a": [1]}');
+  const published = await publish({ channel: queue(room), event: "queue:proto", payload });
+  assert.equal(published.status, 202, JSON.stringify(published.body));
+  const { body } = await invoke(host.client, `history?channel=${queue(room)}&rewind=1`);
+  assert.deepEqual(body.items[0].data, payload);
+  assert.equal(Object.keys(body.items[0].data).includes("__proto__"), true);
+
+  const channel = `user:${notified.id}:notifications`;
+  const push = JSON.parse('{"__proto__": "p", "toString": "t", "title": "Proto"}');
+  const notice = await publish(
+    { channel, event: "notification:proto", payload: {}, push },
+    service,
+  );
+  assert.equal(notice.status, 202, JSON.stringify(notice.body));
+  const [row] = await withDb((sql) =>
+    sql`select push from private.push_outbox where channel = ${channel} and event = 'notification:proto'`
+  );
+  assert.deepEqual(row.push, push);
+});
+
 Deno.test("CORS on the 202 and on errors; OPTIONS preflight; GET is 405", async () => {
   const accepted = await publish({ channel: queue(corsRoom), event: "queue:cors", payload: {} });
   assert.equal(accepted.status, 202);

@@ -1,7 +1,7 @@
 import { requireUserOrService } from "../_shared/auth.ts";
 import { asCaller, type JsonArray } from "../_shared/db.ts";
 import { handle, json, readJson } from "../_shared/http.ts";
-import { parse, z } from "../_shared/validation.ts";
+import { jsonObject, parse, z } from "../_shared/validation.ts";
 
 // 50 messages of a few KiB each; a channel's own payload limit (64 KiB by default) is the rule's.
 const maxBodyBytes = 1024 * 1024;
@@ -14,8 +14,8 @@ const message = z.object({
       (event) => !/^(chat|playback|presence):/.test(event),
       "chat:, playback: and presence: events are the backend's own.",
     ),
-  payload: z.record(z.string(), z.unknown()),
-  push: z.record(z.string(), z.unknown()).optional(),
+  payload: jsonObject(),
+  push: jsonObject().optional(),
   id: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "1 to 64 of A-Z a-z 0-9 : _ -").optional(),
 });
 const body = z.union([
