@@ -4,10 +4,14 @@
 // chaos/results/<name>.json (git-ignored), and exits non-zero when an invariant broke.
 //   R1  50 senders, 100,000 messages over 8 rooms (one hot), resends and abandoned requests
 //   R2  a gateway process killed with SIGKILL while chat it accepted waits for its flush
-//   R3  Postgres stopped for 10 s and started again while 20 senders keep sending
+//   R4  property-based fuzzing of every endpoint (chaos/fuzz.ts), FUZZ_RUNS (1,000) runs each
+//   R3  Postgres stopped for 10 s and started again while 20 senders keep sending (last: it
+//       stops the database)
+// `npm run chaos -- r1 r3` runs only those.
 // For R1 only, the room chat rate limit (20/s per user and room) is raised, as bench/ingest.ts
 // does: 50 senders as fast as they can would otherwise spend the run waiting out 429s, and
 // what is measured is the send path; `npm test`'s R1 keeps the limit and meets its 429s.
+import { existsSync } from "node:fs";
 import postgres from "npm:postgres@3.4.9";
 import { unexpectedBroadcastWarnings } from "../local/test.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
@@ -21,6 +25,7 @@ import {
 
 const ports = { api: 54421, db: 54422 };
 const gatewayProcessPort = 54423;
+const fuzzRuns = Number(Deno.env.get("FUZZ_RUNS") ?? 1000);
 
 /** Runs one scenario, prints its figures and violations, writes chaos/results/<name>.json. */
 async function scenario(
@@ -80,7 +85,6 @@ async function withoutChatRateLimit<T>(dbUrl: string, work: () => Promise<T>): P
   }
 }
 
-// `npm run chaos -- r1 r3` runs only those.
 const only = Deno.args.map((name) => name.toLowerCase());
 const wanted = (name: string) => only.length === 0 || only.includes(name);
 
@@ -116,6 +120,17 @@ const held = await withThrowawayStack(ports, async (stack) => {
             messagesPerRequest: 10,
             port: gatewayProcessPort,
           }),
+      ),
+    );
+  }
+  // R4 is chaos/fuzz.ts's (property-based fuzzing of every endpoint), when it is there.
+  if (wanted("r4") && existsSync(new URL("./fuzz.ts", import.meta.url))) {
+    const { fuzzAll } = await import("./fuzz.ts");
+    results.push(
+      await scenario(
+        "r4-fuzz",
+        `R4: property-based fuzzing of every endpoint, ${fuzzRuns} runs per property`,
+        () => fuzzAll({ runs: fuzzRuns }),
       ),
     );
   }

@@ -15,7 +15,6 @@ import { createClient, type SupabaseClient } from "npm:@supabase/supabase-js@2.1
 import { anonKey, userToken } from "../local/keys.ts";
 import { type Cluster, cluster, startCluster, stopCluster } from "../local/postgres.ts";
 import { throwawaySettings } from "../local/throwaway.ts";
-import { closeRealtime, subscribe } from "../local/testing.ts";
 import {
   acknowledged,
   type ChatMessage,
@@ -281,12 +280,19 @@ function limited(violations: string[]) {
   };
 }
 
-/** The ledger's own findings (wrong answers, 5xx, hangs) as violations. */
+/** The ledger's own findings (wrong answers, 5xx, hangs) as violations, the same sentence
+ * once with its count. */
 function ledgerViolations(ledger: Ledger, violations: string[]): void {
-  violations.push(...ledger.violations);
+  const counts = new Map<string, number>();
+  for (const sentence of ledger.violations) counts.set(sentence, (counts.get(sentence) ?? 0) + 1);
+  for (const [sentence, n] of counts) violations.push(n > 1 ? `${sentence} (×${n})` : sentence);
   const more = ledger.violationCount - ledger.violations.length;
   if (more > 0) violations.push(`(and ${more} more of the above)`);
 }
+
+/** local/testing.ts, imported when first needed: it reads the stack's environment when it
+ * loads, which `npm run chaos` sets only once its stack is up (chaos/fuzz.ts needs it then). */
+const testing = () => import("../local/testing.ts");
 
 /**
  * A real supabase-js subscriber per room on its private `room:{id}:chat`, signed in as a
@@ -298,6 +304,7 @@ class ChatSubscribers {
   private constructor(readonly clients: SupabaseClient[]) {}
 
   static async start(apiUrl: string, rooms: string[], token: string): Promise<ChatSubscribers> {
+    const { subscribe } = await testing();
     const clients = rooms.map(() =>
       createClient(apiUrl, anonKey, { accessToken: () => Promise.resolve(token) })
     );
@@ -346,6 +353,7 @@ class ChatSubscribers {
   }
 
   async close(): Promise<void> {
+    const { closeRealtime } = await testing();
     await closeRealtime(...this.clients);
   }
 }
@@ -445,8 +453,9 @@ export async function r1Duplicates(stack: ChaosStack, size: R1Size): Promise<Sce
         last_batch_since_first_request_s: last_batch_at
           ? seconds(last_batch_at.getTime() - ledger.firstRequestAt)
           : null,
+        // 0 when it left before the client had read the last 202 (the flush does not wait).
         last_batch_after_last_new_ack_ms: last_batch_at
-          ? last_batch_at.getTime() - ledger.lastNewAckAt
+          ? Math.max(0, last_batch_at.getTime() - ledger.lastNewAckAt)
           : null,
       },
     };
