@@ -459,7 +459,21 @@ function bodyOf(shape: fc.Arbitrary<Json>): fc.Arbitrary<Input> {
 }
 
 const uuid = fc.uuid();
-const methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] as const;
+// TRACE and TRACK are methods fetch() will not send (nor let a server build a Request with):
+// they go over a socket of their own.
+const methods = [
+  "GET",
+  "POST",
+  "PUT",
+  "PATCH",
+  "DELETE",
+  "HEAD",
+  "OPTIONS",
+  "PROPFIND",
+  "TRACE",
+  "TRACK",
+] as const;
+const forbiddenByFetch = new Set(["TRACE", "TRACK"]);
 const contentTypes = fc.constantFrom(
   undefined,
   "application/json",
@@ -783,6 +797,7 @@ interface Answer {
 }
 
 async function send(target: FuzzTarget, request: Sent): Promise<Answer> {
+  if (forbiddenByFetch.has(request.method)) return await sendRaw(target, request);
   const hasBody = request.body !== undefined && request.method !== "GET" &&
     request.method !== "HEAD";
   const response = await fetch(`${target.url}${request.path}`, {
@@ -791,6 +806,47 @@ async function send(target: FuzzTarget, request: Sent): Promise<Answer> {
     body: hasBody ? request.body : undefined,
   });
   return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/** An HTTP/1.1 request written by hand, read to the end of the connection. */
+async function sendRaw(target: FuzzTarget, request: Sent): Promise<Answer> {
+  const { hostname, port } = new URL(target.url);
+  const body = new TextEncoder().encode(request.body ?? "");
+  const lines = [
+    `${request.method} ${request.path} HTTP/1.1`,
+    `Host: ${hostname}:${port}`,
+    "Connection: close",
+    `Content-Length: ${body.length}`,
+    ...Object.entries(request.headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  // Header values are bytes (latin-1), as fetch would send them.
+  const head = Uint8Array.from(`${lines.join("\r\n")}\r\n\r\n`, (c) => c.charCodeAt(0) & 0xff);
+  const connection = await Deno.connect({ hostname, port: Number(port) });
+  const chunks: Uint8Array[] = [];
+  try {
+    await connection.write(new Uint8Array([...head, ...body]));
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await connection.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+    }
+  } finally {
+    connection.close();
+  }
+  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  const [top, ...rest] = text.split("\r\n\r\n");
+  const [statusLine, ...headerLines] = top.split("\r\n");
+  const headers = new Headers();
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  return {
+    status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1]),
+    headers,
+    text: rest.join("\r\n\r\n"),
+  };
 }
 
 /** Throws, describing the answer, unless `ok`. */
@@ -1765,20 +1821,46 @@ function frameArb(t: FuzzTarget): fc.Arbitrary<FrameCase> {
 interface RawSocket {
   ws: WebSocket;
   texts: unknown[];
+  /** What was wrong with the binary frames received. */
+  malformed: string[];
   closed: Promise<CloseEvent>;
   isClosed: () => CloseEvent | undefined;
 }
 
+/** What is wrong with a server's binary frame, if anything: a user broadcast (kind 4) whose
+ * header fields fit and are UTF-8, and whose payload, when marked JSON, is JSON. */
+function malformedBinary(bytes: Uint8Array): string | undefined {
+  if (bytes.length < 5 || bytes[0] !== 4) return `not a kind 4 frame: ${bytes.slice(0, 8)}`;
+  const [, topicLength, eventLength, metaLength, encoding] = bytes;
+  const payloadAt = 5 + topicLength + eventLength + metaLength;
+  if (payloadAt > bytes.length || encoding > 1) return "a kind 4 frame's header does not fit";
+  try {
+    const utf8 = new TextDecoder("utf-8", { fatal: true });
+    utf8.decode(bytes.subarray(5, payloadAt));
+    if (metaLength > 0) {
+      JSON.parse(utf8.decode(bytes.subarray(5 + topicLength + eventLength, payloadAt)));
+    }
+    if (encoding === 1) JSON.parse(utf8.decode(bytes.subarray(payloadAt)));
+  } catch (error) {
+    return `a kind 4 frame does not decode: ${error}`;
+  }
+}
+
+/** A bare WebSocket: text frames parsed (a frame that is not JSON throws, which the target
+ * records as an uncaught error), binary ones checked. */
 async function openSocket(url: string, vsn: Vsn, apikey: string): Promise<RawSocket> {
   const ws = new WebSocket(
     `${url.replace(/^http/, "ws")}/realtime/v1/websocket?apikey=${apikey}&vsn=${vsn}`,
   );
   ws.binaryType = "arraybuffer";
   const texts: unknown[] = [];
-  const listeners = new Set<() => void>();
+  const malformed: string[] = [];
   ws.onmessage = ({ data }) => {
     if (typeof data === "string") texts.push(JSON.parse(data));
-    for (const wake of listeners) wake();
+    else {
+      const problem = malformedBinary(new Uint8Array(data));
+      if (problem) malformed.push(problem);
+    }
   };
   let closeEvent: CloseEvent | undefined;
   const closed = new Promise<CloseEvent>((resolve) =>
@@ -1791,7 +1873,7 @@ async function openSocket(url: string, vsn: Vsn, apikey: string): Promise<RawSoc
     ws.onopen = resolve;
     ws.onerror = () => reject(new Error("the WebSocket did not open"));
   });
-  return { ws, texts, closed, isClosed: () => closeEvent };
+  return { ws, texts, malformed, closed, isClosed: () => closeEvent };
 }
 
 const refOf = (vsn: Vsn, frame: unknown) =>
@@ -1903,6 +1985,33 @@ export function fuzzRealtimeFrames(target: FuzzTarget, options: FuzzOptions): Pr
     socketCase,
     async ({ vsn, apikey, frames }, outcome) => {
       const key = apikey === "anon" ? anonKey : target[apikey].token;
+      // A member on the other protocol, joined (with presence) where the frames often go: what
+      // reaches it must decode, and nothing may cost it its socket.
+      const observerVsn: Vsn = vsn === "2.0.0" ? "1.0.0" : "2.0.0";
+      const observer = await openSocket(target.url, observerVsn, target.member.token);
+      const observed = [`room:${target.room}`, `room:${target.room}:queue`, "lobby"];
+      for (const [i, topic] of observed.entries()) {
+        const payload = {
+          config: {
+            private: topic !== "lobby",
+            broadcast: { self: true },
+            presence: { enabled: true },
+          },
+          access_token: target.member.token,
+        };
+        observer.ws.send(
+          observerVsn === "2.0.0"
+            ? JSON.stringify([`o${i}`, `o${i}`, `realtime:${topic}`, "phx_join", payload])
+            : JSON.stringify({
+              topic: `realtime:${topic}`,
+              event: "phx_join",
+              payload,
+              ref: `o${i}`,
+              join_ref: `o${i}`,
+            }),
+        );
+      }
+      await heartbeat(observer, observerVsn, ++heartbeats);
       const socket = await openSocket(target.url, vsn, key);
       try {
         for (const frame of frames) {
@@ -1968,11 +2077,19 @@ export function fuzzRealtimeFrames(target: FuzzTarget, options: FuzzOptions): Pr
             }
           } else outcome(frame.kind === "frame" ? "frame" : frame.kind);
         }
+        const observerAnswer = await heartbeat(observer, observerVsn, ++heartbeats);
+        if (typeof observerAnswer !== "number") {
+          throw new Error(`the observer's socket closed (${observerAnswer.code})`);
+        }
+        const malformed = [...socket.malformed, ...observer.malformed];
+        if (malformed.length > 0) throw new Error(malformed.join("; "));
       } finally {
-        if (
-          socket.ws.readyState === WebSocket.OPEN || socket.ws.readyState === WebSocket.CONNECTING
-        ) socket.ws.close();
-        await socket.closed;
+        for (const s of [socket, observer]) {
+          if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) {
+            s.ws.close();
+          }
+          await s.closed;
+        }
       }
     },
     options,

@@ -25,6 +25,9 @@ export interface GatewayOptions {
 
 // Function slugs as the Supabase CLI accepts them; `_shared` and the like never match.
 const slugPattern = /^[A-Za-z][A-Za-z0-9_-]*$/;
+// Methods that a server receives but `new Request` refuses (TRACE, TRACK; CONNECT never gets
+// this far). They used to fail the gateway with a 500.
+const forbiddenMethods = new Set(["TRACE", "TRACK", "CONNECT"]);
 
 export async function createGateway(
   { functionsDir, configPath, realtime, auth, demo }: GatewayOptions,
@@ -44,13 +47,16 @@ export async function createGateway(
   function loadHandler(name: string): Promise<Handler | undefined> {
     if (!handlers.has(name)) {
       const file = `${functionsDir}/${name}/handler.ts`;
-      handlers.set(
-        name,
-        Deno.stat(file).then(
-          async () => (await import(new URL(`file://${file}`).href)).handler as Handler,
-          () => undefined,
-        ),
+      const loading = Deno.stat(file).then(
+        async () => (await import(new URL(`file://${file}`).href)).handler as Handler,
+        () => {
+          // Only functions that exist are remembered: one entry per name ever asked for would
+          // grow without bound, and a function added later would stay a 404.
+          handlers.delete(name);
+          return undefined;
+        },
       );
+      handlers.set(name, loading);
     }
     return handlers.get(name)!;
   }
@@ -71,6 +77,12 @@ export async function createGateway(
         ? await loadHandler(name)
         : undefined;
       if (!handler) throw new HttpError(404, "not_found", `There is no function named "${name}".`);
+      // Methods a Request cannot be made with (fetch forbids them): no function serves them.
+      if (forbiddenMethods.has(req.method.toUpperCase())) {
+        throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed.`, undefined, {
+          Allow: "OPTIONS, GET, POST",
+        });
+      }
       // The platform lets CORS preflights through without a token.
       if (settings.verify_jwt !== false && req.method !== "OPTIONS") await requireClaims(req);
       const headers = new Headers(req.headers);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "npm:jose@6.2.18";
-import { createGateway } from "../gateway.ts";
+import { createGateway, serveGateway } from "../gateway.ts";
 import { jwtSecret, signJwt, userToken } from "../keys.ts";
 import { calls } from "./fixtures/functions/echo/handler.ts";
 
@@ -124,5 +124,58 @@ Deno.test("unknown, disabled, private and malformed function names are 404 not_f
     assert.equal(response.status, 404, path);
     assert.equal(body.error.code, "not_found", path);
     assert.equal(reachedFunction, false, path);
+  }
+});
+
+Deno.test("TRACE and TRACK, which no Request can carry, are 405 in the contract's shape, not 500", async () => {
+  // The gateway copies each request for the function; `new Request` refuses these methods.
+  const server = serveGateway(gateway, 0, () => {});
+  try {
+    const { port } = server.addr as Deno.NetAddr;
+    for (const method of ["TRACE", "TRACK"]) {
+      const connection = await Deno.connect({ hostname: "127.0.0.1", port });
+      const request =
+        `${method} /functions/v1/open HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
+      await connection.write(new TextEncoder().encode(request));
+      let answer = "";
+      const buffer = new Uint8Array(4096);
+      for (let n; (n = await connection.read(buffer)) !== null;) {
+        answer += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      connection.close();
+      assert.match(answer, /^HTTP\/1\.1 405 /, method);
+      assert.match(answer, /access-control-allow-origin: \*/i, method);
+      const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+      assert.equal(body.error.code, "method_not_allowed", method);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a function added after its name was asked for is served (misses are not remembered)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "gateway-late-" });
+  try {
+    await Deno.writeTextFile(`${dir}/config.toml`, 'project_id = "late"\n');
+    const lateGateway = await createGateway({
+      functionsDir: `${dir}/functions`,
+      configPath: `${dir}/config.toml`,
+    });
+    const ask = async () => {
+      const response = await lateGateway(
+        new Request("http://127.0.0.1:54321/functions/v1/late", bearer(await userToken(userId))),
+      );
+      await response.body?.cancel();
+      return response.status;
+    };
+    assert.equal(await ask(), 404);
+    await Deno.mkdir(`${dir}/functions/late`, { recursive: true });
+    await Deno.writeTextFile(
+      `${dir}/functions/late/handler.ts`,
+      'export const handler = () => Promise.resolve(new Response("late"));\n',
+    );
+    assert.equal(await ask(), 200);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
