@@ -3,7 +3,7 @@
 // failure; then the fuzzed gateway must still serve.
 import { defaultSeed, fuzzAll } from "./fuzz.ts";
 
-const runs = Number(Deno.env.get("FUZZ_RUNS") ?? 60);
+const runs = Number(Deno.env.get("FUZZ_RUNS") ?? 150);
 
 Deno.test(`fuzz every endpoint and Realtime frames (seed ${defaultSeed}, ${runs} runs per property)`, async () => {
   const { violations } = await fuzzAll({ runs, seed: defaultSeed });

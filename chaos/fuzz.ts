@@ -1406,7 +1406,7 @@ export function fuzzAuth(target: FuzzTarget, options: FuzzOptions): Promise<Fuzz
     ),
     refresh_token: field(fc.constantFrom("", "nope"), oddString),
     gotrue_meta_security: field(fc.constant({})),
-  }, ["email", "password", "phone", "data", "refresh_token", "gotrue_meta_security"]));
+  }, ["phone", "data", "refresh_token", "gotrue_meta_security"]));
   // Each endpoint with the method it takes; now and then another method.
   const endpoint = fc.oneof(
     {
@@ -1508,6 +1508,9 @@ export function fuzzAuth(target: FuzzTarget, options: FuzzOptions): Promise<Fuzz
         !path.startsWith("/.well-known/") && c.apikey !== anonKey && c.apikey !== serviceRoleKey
       ) {
         expect(answer.status === 401, "a request without the project's key is 401", answer);
+      } else if (method === "POST" && path === "/signup" && c.body.valid) {
+        // A new address (or a seeded one, taken) with a strong password.
+        expect([200, 422].includes(answer.status), "a valid sign-up is 200 or 422", answer);
       }
     },
     options,
@@ -1598,7 +1601,12 @@ export function fuzzRestBroadcast(target: FuzzTarget, options: FuzzOptions): Pro
       if (broadcastPath && c.method === "POST") {
         if (token.verdict === "invalid" || token.verdict === "missing") {
           expect(answer.status === 401, "a bad or missing token is 401", answer);
-        } else expect([202, 422].includes(answer.status), "202 or 422", answer);
+        } else {
+          expect([202, 422].includes(answer.status), "202 or 422", answer);
+          if (c.path === "/realtime/v1/api/broadcast" && c.body.valid) {
+            expect(answer.status === 202, "a valid batch is accepted", answer);
+          }
+        }
       }
       if (answer.status >= 400 && answer.text !== "") {
         const body = JSON.parse(answer.text);
