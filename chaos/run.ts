@@ -116,8 +116,7 @@ const held = await withThrowawayStack(ports, async (stack) => {
         () =>
           r2GatewayKill(chaos, {
             rooms: 20,
-            requestsPerRoom: 4,
-            messagesPerRequest: 10,
+            messagesPerRoom: 20,
             port: gatewayProcessPort,
           }),
       ),

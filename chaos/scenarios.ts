@@ -512,17 +512,19 @@ class GatewayProcess {
 
 export interface R2Size {
   rooms: number;
-  requestsPerRoom: number;
-  messagesPerRequest: number;
+  /** Messages per request: one request per room before the kill, and one the same some
+   * moments earlier (its batch is the one the kill follows). */
+  messagesPerRoom: number;
   /** The gateway process's port (0: any free one). */
   port: number;
 }
 
 /**
  * R2: chat sent through a gateway in a process of its own, which is killed with SIGKILL right
- * after its 202s, while its flush timers wait (each room had a batch just before, so its next
- * may leave only 100 ms later). What it accepted must all go out within 60 s, each message in
- * exactly one chat:batch: pg_cron's sweeper (private.flush_due_windows) takes over.
+ * after its 202s, while its flush timers wait: each room had a batch just before (the same
+ * request, which also readies the process's code for it), so its next may leave only 100 ms
+ * later. What it accepted must all go out within 60 s, each message in exactly one chat:batch:
+ * pg_cron's sweeper (private.flush_due_windows) takes over.
  */
 export async function r2GatewayKill(stack: ChaosStack, size: R2Size): Promise<ScenarioResult> {
   const violations: string[] = [];
@@ -550,18 +552,17 @@ export async function r2GatewayKill(stack: ChaosStack, size: R2Size): Promise<Sc
       recordOutcome(ledger, messages, outcome, 0);
       if (outcome.kind !== "accepted") violation(ledger, `a request was not accepted`);
     };
-    // A first message per room, sent at once (the room's first batch); then the rest right
-    // after it, which waits for the room's next interval.
-    await Promise.all(rooms.map((_, room) => send(room, 1)));
+    // A first request per room, sent at once (the room's first batch); then one more right
+    // after that batch, which waits for the room's next interval.
+    await Promise.all(rooms.map((_, room) => send(room, size.messagesPerRoom)));
     const first = await waitUntilSent(sql, rooms, 5_000, 2);
     if (first.waiting > 0) violations.push("the rooms' first messages did not go out at once");
-    await Promise.all(
-      rooms.flatMap((_, room) =>
-        Array.from({ length: size.requestsPerRoom }, () => send(room, size.messagesPerRequest))
-      ),
-    );
+    await Promise.all(rooms.map((_, room) => send(room, size.messagesPerRoom)));
     const killedAt = Date.now();
     await gateway.kill();
+    const [{ batched }] = await sql`
+      select max(broadcast_at) as batched from public.messages
+      where room_id = any(${rooms}::uuid[]) and seq is not null`;
     const [{ pending }] = await sql`
       select count(*)::int as pending from public.messages
       where room_id = any(${rooms}::uuid[]) and seq is null`;
@@ -592,6 +593,9 @@ export async function r2GatewayKill(stack: ChaosStack, size: R2Size): Promise<Sc
       figures: {
         rooms: size.rooms,
         messages_accepted: acknowledged(ledger).length,
+        // From the rooms' last batch before the kill to the kill: their next batch was due
+        // 100 ms after that batch.
+        kill_after_last_batch_ms: killedAt - batched.getTime(),
         pending_at_kill: pending,
         left_to_sweeper: left,
         kill_to_last_pending_out_s: seconds(killToLastMs),
