@@ -8,6 +8,7 @@ Deno.test("R1: 50 senders, 5,000 messages, resends and abandoned requests: every
     senders: 50,
     rooms: 5,
     seed: 1,
+    boundS: 120,
   });
   console.log(JSON.stringify(figures));
   assert.deepEqual(violations, []);

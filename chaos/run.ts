@@ -103,7 +103,14 @@ const held = await withThrowawayStack(ports, async (stack) => {
         () =>
           withoutChatRateLimit(
             stack.dbUrl,
-            () => r1Duplicates(chaos, { messages: 100_000, senders: 50, rooms: 8, seed: 15 }),
+            () =>
+              r1Duplicates(chaos, {
+                messages: 100_000,
+                senders: 50,
+                rooms: 8,
+                seed: 15,
+                boundS: 480,
+              }),
           ),
       ),
     );

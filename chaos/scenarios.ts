@@ -46,13 +46,13 @@ export interface ChaosStack {
  * no client saw included (a request its client abandoned is still answered, to nobody).
  */
 async function gatewayLogFrom(path: string | undefined) {
-  const size = async () => path ? (await Deno.stat(path).catch(() => ({ size: 0 }))).size : 0;
-  const from = await size();
+  const from = path ? (await Deno.stat(path).catch(() => ({ size: 0 }))).size : 0;
   return {
     async read(): Promise<Record<string, number>> {
       const serverErrors: Record<string, number> = {};
-      if (!path) return serverErrors;
-      const file = await Deno.open(path);
+      // No log at all: the gateway has served nothing.
+      const file = path ? await Deno.open(path).catch(() => undefined) : undefined;
+      if (!file) return serverErrors;
       try {
         await file.seek(from, Deno.SeekMode.Start);
         const text = await new Response(file.readable).text();
@@ -378,6 +378,8 @@ export interface R1Size {
   /** Rooms, the first of them hot (half of the requests). */
   rooms: number;
   seed: number;
+  /** The senders give up what is not acknowledged by then. */
+  boundS: number;
 }
 
 /**
@@ -415,6 +417,7 @@ export async function r1Duplicates(stack: ChaosStack, size: R1Size): Promise<Sce
       resendShare: 0.1,
       abandonShare: 0.02,
       boundMs: requestBoundMs,
+      giveUpAt: Date.now() + size.boundS * 1000,
     });
     ledgerViolations(ledger, violations);
     const drained = await waitUntilSent(sql, rooms, sweeperBoundMs);

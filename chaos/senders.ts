@@ -337,6 +337,8 @@ export interface CrowdPlan {
   abandonShare: number;
   /** No answer within this is a hang. */
   boundMs: number;
+  /** Epoch ms after which a sender gives up what it has not got acknowledged (a violation). */
+  giveUpAt: number;
 }
 
 /** R1's load: every sender at once, each a closed loop. Resolves with the merged ledger. */
@@ -362,6 +364,11 @@ async function sendAs(plan: CrowdPlan, sender: CrowdSender): Promise<Ledger> {
   const resendsWaiting = () => [...resends.values()].some((pool) => pool.length > 0);
   let made = 0;
   for (;;) {
+    if (Date.now() > plan.giveUpAt) {
+      const left = sender.messages - made + retries.length;
+      violation(ledger, `${sender.prefix} gave up with ${left} message(s) or requests left`);
+      return ledger;
+    }
     let room: string, messages: ChatMessage[];
     const due = retries.findIndex((r) => r.dueAt <= Date.now());
     if (due >= 0) {
