@@ -1,25 +1,30 @@
 // Property-based fuzzing (fast-check) of everything the local stack serves, through a real gateway
 // over real HTTP and WebSockets: every function under /functions/v1, the Auth stand-in's /auth/v1,
 // Realtime's REST broadcast and raw frames on /realtime/v1/websocket (vsn 1.0.0 and 2.0.0). Bodies,
-// query strings, methods, content types and tokens are generated; what is asserted:
+// query strings, methods, content types and tokens are generated, half the time valid and
+// otherwise anything; what is asserted:
 //
 // - never a 5xx (the database is up, so not even a 503);
 // - a function's non-2xx is the contract's error (`{"error": {code, message, details?}}`) with CORS
 //   headers, a status and code of API.md §4, and what the token deserves (401 invalid_token for a
-//   forged, expired, unsigned or malformed one, before anything else is looked at);
-// - the Auth stand-in and REST broadcast answer in their own services' shapes, with CORS;
-// - a WebSocket frame never breaks the socket: after each one the socket still answers a
-//   heartbeat, or it was closed cleanly (1000/1003); a join gets its reply, and a join with a bad
-//   token is refused;
+//   forged, expired, unsigned or malformed one, before anything else is looked at); a request the
+//   contract calls valid is never refused as invalid (400, 413);
+// - the Auth stand-in and REST broadcast answer in their own services' shapes, with CORS; a
+//   session Auth hands out is one the functions take;
+// - a WebSocket frame that decodes never costs the socket (it still answers a heartbeat), one that
+//   does not closes it with 1003; a join gets its reply, and a join with a bad token is refused;
+//   a second socket joined where the frames go keeps its socket and gets frames that decode;
+// - what is published, joined with or REST-broadcast comes back as sent, odd keys included;
 // - the gateway logs no error (console.error) and has no unhandled rejection while fuzzed;
 // - afterwards it still serves: health, a member's chat-send accepted and broadcast to a
 //   supabase-js private channel.
 //
 // The gateway is started in this process (`startGateway`, the code `npm start` runs) on a free
 // port against the database of SUPABASE_DB_URL, so that its logs and rejections can be watched.
-// `chaos/fuzz.test.ts` runs the properties with a few runs each; `npm run chaos` calls the same
-// entry points with thousands, and `deno run -A chaos/fuzz.ts [runs] [seed]` runs them on a
-// throw-away stack of their own.
+// A failure prints the property, the seed and the shrunk counterexample. `chaos/fuzz.test.ts`
+// runs every property with a modest number of cases; `npm run chaos` calls fuzzAll with
+// thousands, and `deno run -A chaos/fuzz.ts [runs] [seed]` runs them on a throw-away stack of
+// their own.
 import { isDeepStrictEqual } from "node:util";
 import fc from "npm:fast-check@4.11.0";
 import { createClient } from "npm:@supabase/supabase-js@2.119.1";

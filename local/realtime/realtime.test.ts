@@ -12,6 +12,7 @@ import {
 // realtime-js's own wire decoder (the one supabase-js runs), for reading raw 2.0.0 frames.
 import serializer from "npm:@supabase/realtime-js@2.119.1/dist/main/lib/serializer.js";
 import { signJwt, userToken } from "../keys.ts";
+import { startGateway } from "../stack.ts";
 import {
   anonKey,
   apiUrl,
@@ -1235,6 +1236,29 @@ Deno.test("replay with a since that is no date is refused with UnableToReplayMes
 });
 
 // --- Input that must not break the stand-in ---------------------------------------------------
+
+Deno.test("a private join on a topic with a NUL is refused as Unauthorized, with no failed probe", async () => {
+  // Postgres text holds no NUL: the probe row's insert used to fail, logged as a failed
+  // authorization. A gateway of this process, so that what it logs is seen.
+  const logged: unknown[][] = [];
+  const originalError = console.error;
+  console.error = (...args: unknown[]) => logged.push(args);
+  const gateway = await startGateway(Deno.env.get("SUPABASE_DB_URL")!, 0, () => {});
+  const client = createClient(gateway.url, anonKey, {
+    accessToken: () => Promise.resolve(listener.token),
+  });
+  try {
+    const topic = `room:${chatRoom}:chat\u0000`;
+    const { status, error } = await subscribe(client.channel(topic, { config: { private: true } }));
+    assert.equal(status, "CHANNEL_ERROR");
+    assert.match(error!.message, /^Unauthorized: You do not have permissions to read/);
+  } finally {
+    await closeRealtime(client);
+    await gateway.shutdown();
+    console.error = originalError;
+  }
+  assert.deepEqual(logged, []);
+});
 
 Deno.test("an event name too long for a binary frame still reaches 2.0.0 and 1.0.0 subscribers", async () => {
   const v2 = realtimeClientFor(anonKey, { vsn: "2.0.0" });
