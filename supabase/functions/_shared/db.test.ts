@@ -69,4 +69,7 @@ Deno.test("a refused connection is recognised as the database being unavailable"
   await closedPort.end();
   assert.equal(isDatabaseUnavailable(error), true, String(error));
   assert.equal(isDatabaseUnavailable(new Error("syntax error")), false);
+  // Postgres shutting down closes the socket as a query is written.
+  const broken = Object.assign(new Error("write EPIPE"), { code: "EPIPE" });
+  assert.equal(isDatabaseUnavailable(broken), true);
 });

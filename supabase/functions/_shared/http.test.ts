@@ -83,6 +83,18 @@ Deno.test("readJson: bodies over the limit are 413, by header or by streamed siz
   assert.equal((await streamed.json()).error.code, "payload_too_large");
 });
 
+Deno.test("readJson: a body whose sender goes away mid-upload is 400, not 500", async () => {
+  const broken = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"hello": '));
+      controller.error(new Error("connection reset by the client"));
+    },
+  });
+  const response = await handler(new Request("http://x/f", { method: "POST", body: broken }));
+  assert.equal(response.status, 400);
+  assert.equal((await response.json()).error.code, "invalid_request");
+});
+
 Deno.test("readJson: a body within the limit is parsed", async () => {
   const response = await post(JSON.stringify({ hello: "world" }));
   assert.equal(response.status, 202);

@@ -51,10 +51,16 @@ export async function readJson(req: Request, maxBytes: number): Promise<unknown>
   const chunks: Uint8Array[] = [];
   let size = 0;
   if (req.body) {
-    for await (const chunk of req.body) {
-      size += chunk.byteLength;
-      if (size > maxBytes) throw tooLarge();
-      chunks.push(chunk);
+    try {
+      for await (const chunk of req.body) {
+        size += chunk.byteLength;
+        if (size > maxBytes) throw tooLarge();
+        chunks.push(chunk);
+      }
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      // The client went away mid-upload: nobody reads this answer, but it is no server error.
+      throw new HttpError(400, "invalid_request", "The request body could not be read to its end.");
     }
   }
   const bytes = new Uint8Array(size);
