@@ -15,13 +15,17 @@ function isFree(port: number): boolean {
   }
 }
 
-for (
-  const [signal, code, ports] of [["SIGTERM", 143, [54383, 54384]], ["SIGINT", 130, [
-    54385,
-    54386,
-  ]]] as const
-) {
+/** A port nothing listens on now (the system's pick), so that parallel runs do not collide. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
   Deno.test(`${signal} to a run holding a throw-away stack stops its gateway and cluster`, async () => {
+    const ports = [freePort(), freePort()];
     const child = new Deno.Command(`${root}node_modules/.bin/deno`, {
       args: ["run", "--allow-all", "local/tests/fixtures/hold-stack.ts", ...ports.map(String)],
       cwd: root,
