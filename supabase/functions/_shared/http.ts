@@ -1,9 +1,10 @@
-import { json, preflightResponse } from "./cors.ts";
+import { preflightResponse } from "./cors.ts";
+import { clientErrorFromSql, databaseUnavailable, isDatabaseUnavailable } from "./db-errors.ts";
+import { HttpError } from "./errors.ts";
+import { errorResponse, json } from "./responses.ts";
+import { jsonbStorable } from "./validation.ts";
 
 export { json };
-import { clientErrorFromSql, databaseUnavailable, isDatabaseUnavailable } from "./db.ts";
-import { errorResponse, HttpError } from "./errors.ts";
-import { jsonbStorable } from "./validation.ts";
 
 export type Handler = (req: Request) => Promise<Response>;
 type MethodHandlers = Partial<Record<"GET" | "POST", (req: Request) => Promise<Response>>>;
@@ -20,8 +21,8 @@ export function handle(methods: MethodHandlers): Handler {
     const run = methods[req.method as keyof MethodHandlers];
     try {
       if (!run) {
-        throw new HttpError(405, "method_not_allowed", `Use one of: ${allowed}.`, undefined, {
-          Allow: allowed,
+        throw new HttpError(405, "method_not_allowed", `Use one of: ${allowed}.`, {
+          headers: { Allow: allowed },
         });
       }
       return await run(req);

@@ -12,7 +12,7 @@ export function parse<Schema extends z.ZodType>(schema: Schema, input: unknown):
       code,
       message,
     }));
-    throw new HttpError(400, "invalid_request", "The request is not valid.", details);
+    throw new HttpError(400, "invalid_request", "The request is not valid.", { details });
   }
   return result.data;
 }
