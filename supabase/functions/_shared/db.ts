@@ -4,6 +4,11 @@ import type { Claims } from "./auth.ts";
 export type Sql = postgres.Sql;
 /** What `tx.json()` takes for a list of plain objects. */
 export type JsonArray = postgres.JSONValue[];
+/** One call of an SQL entry point, written with the `sql` it is given:
+ * (sql) => sql`edge.presence_get(${roomId})`. */
+export type EntryPointCall<S extends Sql | postgres.TransactionSql = Sql> = (
+  sql: S,
+) => postgres.PendingQuery<postgres.Row[]>;
 
 let pool: Sql | undefined;
 let backgroundPool: Sql | undefined;
@@ -56,21 +61,23 @@ export async function closeDb(): Promise<void> {
  * on the entry point is checked for the connection's role when the statement starts, which is
  * why the API roles need no grant on `edge`. For the same reason `call` must be a function call:
  * a table read written inline would be planned and checked as postgres, before the role is taken.
+ * The entry point answers one value (jsonb, which comes back parsed): `Result` is its type, as
+ * the caller declares it next to the call (unknown unless it does).
  */
-export async function asCaller<T>(
+export async function asCaller<Result = unknown>(
   claims: Claims,
-  call: (sql: Sql) => postgres.PendingQuery<postgres.Row[]>,
+  call: EntryPointCall,
   req?: Request,
-): Promise<T> {
+): Promise<Result> {
   const [{ result }] = await callerQuery(db(), claims, call, req);
-  return result as T;
+  return result as Result;
 }
 
 /** asCaller's statement on a given connection or transaction (tests hold one open with it). */
 export function callerQuery<S extends Sql | postgres.TransactionSql>(
   sql: S,
   claims: Claims,
-  call: (sql: S) => postgres.PendingQuery<postgres.Row[]>,
+  call: EntryPointCall<S>,
   req?: Request,
 ): postgres.PendingQuery<postgres.Row[]> {
   const headers = { "x-forwarded-proto": req?.headers.get("x-forwarded-proto") ?? "https" };

@@ -46,11 +46,6 @@ export function jsonObject() {
   );
 }
 
-/** The query string as an object (a repeated parameter keeps its last value). */
-export function queryOf(req: Request): Record<string, string> {
-  return Object.fromEntries(new URL(req.url).searchParams);
-}
-
 /** A whole-number query parameter within [min, max] (digits only: no sign, exponent or hex). */
 export function intParam(min: number, max: number) {
   return z.string()
