@@ -12,8 +12,9 @@
 //                              API, which the local stack does not serve: the API URL, the anon
 //                              key, the song catalogue and the seeded users' display names
 import { db } from "../supabase/functions/_shared/db.ts";
-import { errorResponse, HttpError } from "../supabase/functions/_shared/errors.ts";
+import { HttpError } from "../supabase/functions/_shared/errors.ts";
 import type { Handler } from "../supabase/functions/_shared/http.ts";
+import { errorResponse } from "../supabase/functions/_shared/responses.ts";
 import { anonKey } from "../local/keys.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");

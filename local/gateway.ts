@@ -5,8 +5,9 @@
 // Local only.
 import { parse as parseToml } from "npm:smol-toml@1.9.1";
 import { requireClaims } from "../supabase/functions/_shared/auth.ts";
-import { errorResponse, HttpError } from "../supabase/functions/_shared/errors.ts";
+import { HttpError } from "../supabase/functions/_shared/errors.ts";
 import type { Handler } from "../supabase/functions/_shared/http.ts";
+import { errorResponse } from "../supabase/functions/_shared/responses.ts";
 
 type FunctionConfig = { enabled?: boolean; verify_jwt?: boolean };
 
@@ -79,8 +80,8 @@ export async function createGateway(
       if (!handler) throw new HttpError(404, "not_found", `There is no function named "${name}".`);
       // Methods a Request cannot be made with (fetch forbids them): no function serves them.
       if (forbiddenMethods.has(req.method.toUpperCase())) {
-        throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed.`, undefined, {
-          Allow: "OPTIONS, GET, POST",
+        throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed.`, {
+          headers: { Allow: "OPTIONS, GET, POST" },
         });
       }
       // The platform lets CORS preflights through without a token.

@@ -151,9 +151,8 @@ async function verifySignedJwt(token: string): Promise<Claims> {
         503,
         "unavailable",
         "The signing keys cannot be fetched; try again shortly.",
-        undefined,
         {
-          "Retry-After": "5",
+          headers: { "Retry-After": "5" },
         },
       );
     }

@@ -13,15 +13,3 @@ export const corsHeaders: Record<string, string> = {
 export function preflightResponse(): Response {
   return new Response(null, { status: 204, headers: corsHeaders });
 }
-
-/** A JSON response with CORS headers: every response of every function is one of these. */
-export function json(
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { ...corsHeaders, ...headers, "Content-Type": "application/json" },
-  });
-}

@@ -1,7 +1,8 @@
 // Runs against the test stack's database (npm test sets SUPABASE_DB_URL).
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.9";
-import { asCaller, clientErrorFromSql, closeDb, db, isDatabaseUnavailable } from "./db.ts";
+import { asCaller, closeDb, db } from "./db.ts";
+import { clientErrorFromSql, isDatabaseUnavailable } from "./db-errors.ts";
 import type { Claims } from "./auth.ts";
 
 const userId = "00000000-0000-4000-8000-0000000000cc";

@@ -1,10 +1,14 @@
 import postgres from "npm:postgres@3.4.9";
 import type { Claims } from "./auth.ts";
-import { HttpError, isErrorCode } from "./errors.ts";
 
 export type Sql = postgres.Sql;
 /** What `tx.json()` takes for a list of plain objects. */
 export type JsonArray = postgres.JSONValue[];
+/** One call of an SQL entry point, written with the `sql` it is given:
+ * (sql) => sql`edge.presence_get(${roomId})`. */
+export type EntryPointCall<S extends Sql | postgres.TransactionSql = Sql> = (
+  sql: S,
+) => postgres.PendingQuery<postgres.Row[]>;
 
 let pool: Sql | undefined;
 let backgroundPool: Sql | undefined;
@@ -61,21 +65,23 @@ export async function closeDb(): Promise<void> {
  * on the entry point is checked for the connection's role when the statement starts, which is
  * why the API roles need no grant on `edge`. For the same reason `call` must be a function call:
  * a table read written inline would be planned and checked as postgres, before the role is taken.
+ * The entry point answers one value (jsonb, which comes back parsed): `Result` is its type, as
+ * the caller declares it next to the call (unknown unless it does).
  */
-export async function asCaller<T>(
+export async function asCaller<Result = unknown>(
   claims: Claims,
-  call: (sql: Sql) => postgres.PendingQuery<postgres.Row[]>,
+  call: EntryPointCall,
   req?: Request,
-): Promise<T> {
+): Promise<Result> {
   const [{ result }] = await callerQuery(db(), claims, call, req);
-  return result as T;
+  return result as Result;
 }
 
 /** asCaller's statement on a given connection or transaction (tests hold one open with it). */
 export function callerQuery<S extends Sql | postgres.TransactionSql>(
   sql: S,
   claims: Claims,
-  call: (sql: S) => postgres.PendingQuery<postgres.Row[]>,
+  call: EntryPointCall<S>,
   req?: Request,
 ): postgres.PendingQuery<postgres.Row[]> {
   const headers = { "x-forwarded-proto": req?.headers.get("x-forwarded-proto") ?? "https" };
@@ -86,71 +92,4 @@ export function callerQuery<S extends Sql | postgres.TransactionSql>(
              set_config('request.headers', ${JSON.stringify(headers)}, true)
     )
     select ${call(sql)} as result from caller`;
-}
-
-/**
- * A client error raised in SQL (private.raise_client_error: SQLSTATE 'WS' + HTTP status, the
- * contract's code as message, a sentence as detail), or a write refused by a table's CHECK
- * constraint (the tables' own copy of the input rules), as an HttpError; undefined otherwise.
- */
-export function clientErrorFromSql(error: unknown): HttpError | undefined {
-  const { code, message, detail, hint, constraint_name } = error as {
-    code?: unknown;
-    message?: string;
-    detail?: string;
-    hint?: string;
-    constraint_name?: string;
-  };
-  if (code === "23514") {
-    return new HttpError(400, "invalid_request", "The request breaks a rule of the stored data.", {
-      constraint: constraint_name,
-    });
-  }
-  const match = typeof code === "string" ? /^WS(\d{3})$/.exec(code) : null;
-  if (!match || !message || !isErrorCode(message)) return undefined;
-  // A 429 carries the seconds to wait in its hint.
-  const headers: Record<string, string> = message === "rate_limited" && hint
-    ? { "Retry-After": hint }
-    : {};
-  return new HttpError(Number(match[1]), message, detail ?? message, undefined, headers);
-}
-
-// The database is down, restarting, full, overloaded or gave up on a query (timeout, deadlock,
-// lock wait), as postgres.js and Postgres report it: 503 `unavailable`, worth a retry, not a 500.
-const unreachableCodes = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "CONNECT_TIMEOUT",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "EPIPE", // the server closed the socket as a query was written (shutting down)
-  "57P01", // admin_shutdown
-  "57P02", // crash_shutdown
-  "57P03", // cannot_connect_now
-  "53300", // too_many_connections
-  "57014", // query_canceled (statement_timeout)
-  "40001", // serialization_failure
-  "40P01", // deadlock_detected
-  "55P03", // lock_not_available
-]);
-
-export function isDatabaseUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = String((error as { code?: unknown }).code ?? "");
-  return unreachableCodes.has(code) || code.startsWith("08") || code.startsWith("53") ||
-    error.name === "ConnectionRefused" || error.message.includes("Connection refused");
-}
-
-export function databaseUnavailable(): HttpError {
-  return new HttpError(
-    503,
-    "unavailable",
-    "The database cannot be reached; try again shortly.",
-    undefined,
-    {
-      "Retry-After": "5",
-    },
-  );
 }

@@ -1,5 +1,3 @@
-import { json } from "./cors.ts";
-
 // The error codes of the contract (API.md §4), plus internal_error for our own bugs.
 export const errorCodes = [
   "invalid_request",
@@ -26,23 +24,27 @@ export function isErrorCode(code: string): code is ErrorCode {
   return (errorCodes as readonly string[]).includes(code);
 }
 
+export interface HttpErrorOptions {
+  /** The body's `error.details` (validation issues, the constraint broken). */
+  details?: unknown;
+  /** Response headers that go with it (`Retry-After`, `Allow`). */
+  headers?: Record<string, string>;
+}
+
 /** An error that becomes `{"error": {code, message, details?}}` with its HTTP status. */
 export class HttpError extends Error {
+  readonly details?: unknown;
+  readonly headers: Record<string, string>;
+
   constructor(
     readonly status: number,
     readonly code: ErrorCode,
     message: string,
-    readonly details?: unknown,
-    readonly headers: Record<string, string> = {},
+    { details, headers = {} }: HttpErrorOptions = {},
   ) {
     super(message);
     this.name = "HttpError";
+    this.details = details;
+    this.headers = headers;
   }
-}
-
-export function errorResponse(error: HttpError): Response {
-  const { code, message, details } = error;
-  return json(error.status, {
-    error: { code, message, ...(details === undefined ? {} : { details }) },
-  }, error.headers);
 }

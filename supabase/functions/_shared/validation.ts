@@ -12,7 +12,7 @@ export function parse<Schema extends z.ZodType>(schema: Schema, input: unknown):
       code,
       message,
     }));
-    throw new HttpError(400, "invalid_request", "The request is not valid.", details);
+    throw new HttpError(400, "invalid_request", "The request is not valid.", { details });
   }
   return result.data;
 }
@@ -44,11 +44,6 @@ export function jsonObject() {
     (value) => typeof value === "object" && value !== null && !Array.isArray(value),
     "Expected an object.",
   );
-}
-
-/** The query string as an object (a repeated parameter keeps its last value). */
-export function queryOf(req: Request): Record<string, string> {
-  return Object.fromEntries(new URL(req.url).searchParams);
 }
 
 /** A whole-number query parameter within [min, max] (digits only: no sign, exponent or hex). */

@@ -1,10 +1,8 @@
-import { requireUserOrService } from "../_shared/auth.ts";
-import { asCaller, type JsonArray } from "../_shared/db.ts";
-import { handle, json, readJson } from "../_shared/http.ts";
-import { jsonObject, parse, z } from "../_shared/validation.ts";
+import type { JsonArray } from "../_shared/db.ts";
+import { handle, post } from "../_shared/http.ts";
+import { json } from "../_shared/responses.ts";
+import { jsonObject, z } from "../_shared/validation.ts";
 import { requestFlush } from "../_shared/windows.ts";
-
-const maxBodyBytes = 64 * 1024;
 
 /** The request body (the benchmarks' naive chat-send takes the same). */
 export const chatSendBody = z.object({
@@ -29,16 +27,13 @@ interface SendChatResult {
  * duplicate: true) through edge.send_chat as the caller, then has the room flushed when its
  * interval allows (private.flush_window numbers what waits and sends it as chat:batch).
  */
-export const handler = handle({
-  POST: async (req) => {
-    const claims = await requireUserOrService(req);
-    const { room_id, messages } = parse(chatSendBody, await readJson(req, maxBodyBytes));
-    const result = await asCaller<SendChatResult>(
-      claims,
+export const handler = handle(post(
+  { caller: "user_or_service", body: chatSendBody, maxBytes: 64 * 1024 },
+  async ({ body: { room_id, messages }, call }) => {
+    const result = await call<SendChatResult>(
       (sql) => sql`edge.send_chat(${room_id}, ${sql.json(messages as JsonArray)})`,
-      req,
     );
     requestFlush(result.channel, result.flush_in_ms);
     return json(202, { accepted: result.accepted });
   },
-});
+));

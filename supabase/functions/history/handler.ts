@@ -1,8 +1,7 @@
-import { requireUserOrService } from "../_shared/auth.ts";
-import { asCaller } from "../_shared/db.ts";
 import { HttpError } from "../_shared/errors.ts";
-import { handle, json } from "../_shared/http.ts";
-import { intParam, parse, queryOf, z } from "../_shared/validation.ts";
+import { get, handle } from "../_shared/http.ts";
+import { json } from "../_shared/responses.ts";
+import { intParam, z } from "../_shared/validation.ts";
 
 const query = z.object({
   channel: z.string().regex(/^[A-Za-z0-9:_-]{1,200}$/, "Not a channel name."),
@@ -63,10 +62,9 @@ interface HistoryPage {
  * or ?channel=room:{id}:chat&after_seq=: a channel's persisted messages (edge.channel_history),
  * for callers with subscribe rights.
  */
-export const handler = handle({
-  GET: async (req) => {
-    const claims = await requireUserOrService(req);
-    const params = parse(query, queryOf(req));
+export const handler = handle(get(
+  { caller: "user_or_service", query },
+  async ({ query: params, call }) => {
     const paging = params.limit !== undefined || params.direction !== undefined ||
       params.start !== undefined || params.end !== undefined || params.cursor !== undefined;
     if (params.rewind !== undefined && (paging || params.after_seq !== undefined)) {
@@ -117,17 +115,14 @@ export const handler = handle({
       }
     }
 
-    const page = await asCaller<HistoryPage>(
-      claims,
-      (sql) =>
-        sql`edge.channel_history(${params.channel}, ${limit}, ${direction}, ${start}, ${end},
-                                 ${cursor?.after ?? null}, ${rewindItems}, ${rewindMs},
-                                 ${params.after_seq ?? null})`,
-      req,
+    const page = await call<HistoryPage>((sql) =>
+      sql`edge.channel_history(${params.channel}, ${limit}, ${direction}, ${start}, ${end},
+                               ${cursor?.after ?? null}, ${rewindItems}, ${rewindMs},
+                               ${params.after_seq ?? null})`
     );
     const nextCursor = page.next_after_key !== null
       ? encodeCursor({ channel: params.channel, direction, start, end, after: page.next_after_key })
       : null;
     return json(200, { channel: params.channel, items: page.items, next_cursor: nextCursor });
   },
-});
+));

@@ -1,7 +1,6 @@
-import { requireUserOrService } from "../_shared/auth.ts";
-import { asCaller } from "../_shared/db.ts";
-import { handle, json, readJson } from "../_shared/http.ts";
-import { parse, z } from "../_shared/validation.ts";
+import { handle, post } from "../_shared/http.ts";
+import { json } from "../_shared/responses.ts";
+import { z } from "../_shared/validation.ts";
 import { requestFlush } from "../_shared/windows.ts";
 
 const body = z.object({
@@ -26,18 +25,14 @@ interface SetPlaybackResult {
  * or play/pause is broadcast by that call, before the response; positions go through the room's
  * conflation window, which this call flushes when it opened it.
  */
-export const handler = handle({
-  POST: async (req) => {
-    const claims = await requireUserOrService(req);
-    const state = parse(body, await readJson(req, 4096));
-    const result = await asCaller<SetPlaybackResult>(
-      claims,
-      (sql) =>
-        sql`edge.set_playback(${state.room_id}, ${state.song_id}, ${state.position_ms},
-                              ${state.is_playing}, ${state.seq})`,
-      req,
+export const handler = handle(post(
+  { caller: "user_or_service", body, maxBytes: 4096 },
+  async ({ body: state, call }) => {
+    const result = await call<SetPlaybackResult>((sql) =>
+      sql`edge.set_playback(${state.room_id}, ${state.song_id}, ${state.position_ms},
+                            ${state.is_playing}, ${state.seq})`
     );
     if (result.flush_in_ms !== null) requestFlush(result.channel, result.flush_in_ms);
     return json(202, { applied: result.applied, state: result.state });
   },
-});
+));

@@ -1,7 +1,7 @@
-import { requireUserOrService } from "../_shared/auth.ts";
-import { asCaller, type JsonArray } from "../_shared/db.ts";
-import { handle, json, readJson } from "../_shared/http.ts";
-import { jsonObject, parse, z } from "../_shared/validation.ts";
+import type { JsonArray } from "../_shared/db.ts";
+import { handle, post } from "../_shared/http.ts";
+import { json } from "../_shared/responses.ts";
+import { jsonObject, z } from "../_shared/validation.ts";
 
 // 50 messages of a few KiB each; a channel's own payload limit (64 KiB by default) is the rule's.
 const maxBodyBytes = 1024 * 1024;
@@ -40,16 +40,13 @@ interface PublishResult {
  * TLS, payload limit, push, history and persist last, rate limit), all or nothing, in order.
  * A resent `id` on a channel answers duplicate: true and is not published again.
  */
-export const handler = handle({
-  POST: async (req) => {
-    const claims = await requireUserOrService(req);
-    const request = parse(body, await readJson(req, maxBodyBytes));
+export const handler = handle(post(
+  { caller: "user_or_service", body, maxBytes: maxBodyBytes },
+  async ({ body: request, call }) => {
     const messages = "messages" in request ? request.messages : [request];
-    const result = await asCaller<PublishResult>(
-      claims,
+    const result = await call<PublishResult>(
       (sql) => sql`edge.publish(${sql.json(messages as JsonArray)})`,
-      req,
     );
     return json(202, result);
   },
-});
+));

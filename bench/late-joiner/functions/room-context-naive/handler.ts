@@ -3,11 +3,12 @@
 // another, each in its own transaction as the caller, as supabase-js → PostgREST would run them
 // (PostgREST makes every request its own transaction with the JWT's role and claims). The
 // queries are the seed's, ordering included (created_at, played_at). Benchmark only.
-import { type Claims, requireClaims } from "../../../../supabase/functions/_shared/auth.ts";
+import type { Claims } from "../../../../supabase/functions/_shared/auth.ts";
 import type postgres from "npm:postgres@3.4.9";
 import { db } from "../../../../supabase/functions/_shared/db.ts";
-import { handle, json } from "../../../../supabase/functions/_shared/http.ts";
-import { parse, queryOf, z } from "../../../../supabase/functions/_shared/validation.ts";
+import { get, handle } from "../../../../supabase/functions/_shared/http.ts";
+import { json } from "../../../../supabase/functions/_shared/responses.ts";
+import { z } from "../../../../supabase/functions/_shared/validation.ts";
 
 const query = z.object({ room_id: z.guid() });
 
@@ -25,10 +26,9 @@ function asPostgrest(
   }) as Promise<postgres.Row[]>;
 }
 
-export const handler = handle({
-  GET: async (req) => {
-    const claims = await requireClaims(req);
-    const { room_id } = parse(query, queryOf(req));
+export const handler = handle(get(
+  { caller: "any_token", query },
+  async ({ claims, query: { room_id } }) => {
     // from('messages').select('*').eq('room_id', id).order('created_at', desc).limit(50)
     const chat = await asPostgrest(
       claims,
@@ -52,4 +52,4 @@ export const handler = handle({
     );
     return json(200, { chat: [...chat].reverse(), history, current: current ?? null });
   },
-});
+));
