@@ -102,7 +102,7 @@ Deno.test("readJson: a body whose sender goes away mid-upload is 400, not 500", 
       controller.error(new Error("connection reset by the client"));
     },
   });
-  const response = await handler(new Request("http://x/f", { method: "POST", body: broken }));
+  const response = await send(broken);
   assert.equal(response.status, 400);
   assert.equal((await response.json()).error.code, "invalid_request");
 });
