@@ -9,6 +9,7 @@ import {
   encodeText,
   encodeUserBroadcast,
   jsonEncoding,
+  OutgoingBroadcast,
   ProtocolError,
 } from "./protocol.ts";
 
@@ -283,4 +284,57 @@ Deno.test("encodeUserBroadcast has no frame for header fields over 255 bytes", (
   // 255 bytes exactly still fit.
   const topic = "realtime:" + "t".repeat(246);
   assert.equal(clientDecoded(encodeUserBroadcast(topic, "e", undefined, 0, payload)!).topic, topic);
+});
+
+Deno.test("OutgoingBroadcast: the kind 4 frame for 2.0.0 and the text frame for 1.0.0, each made once", () => {
+  const json = JSON.stringify({ messages: [{ id: 1, body: "hé" }] });
+  const meta = { id: "3b2a7e2c-0d1f-4a57-9d1e-1c3f0e0b9a11" };
+  const outgoing = new OutgoingBroadcast("realtime:room:chat", "chat:batch", { json }, meta);
+  const v2 = outgoing.encoded("2.0.0");
+  const bytes = new TextEncoder().encode(json);
+  assert.deepEqual(
+    v2,
+    encodeUserBroadcast("realtime:room:chat", "chat:batch", meta, jsonEncoding, bytes),
+  );
+  const v1 = outgoing.encoded("1.0.0");
+  const message = { type: "broadcast", event: "chat:batch", payload: JSON.parse(json), meta };
+  const frame = { joinRef: null, ref: null, topic: "realtime:room:chat", event: "broadcast" };
+  assert.deepEqual(
+    JSON.parse(v1 as string),
+    JSON.parse(encodeText("1.0.0", { ...frame, payload: message })),
+  );
+  assert.equal(outgoing.encoded("2.0.0"), v2, "encoded once per protocol");
+  assert.equal(outgoing.encoded("1.0.0"), v1);
+});
+
+Deno.test("OutgoingBroadcast: the payload goes out as the JSON text it came as", () => {
+  // Parsed again, a key named __proto__ would be lost.
+  const json = '{"__proto__":{"x":1},"b":[1,2.50]}';
+  const outgoing = new OutgoingBroadcast("realtime:t", "e", { json });
+  assert.ok((outgoing.encoded("1.0.0") as string).includes(`"payload":${json}`));
+  const v2 = outgoing.encoded("2.0.0") as Uint8Array;
+  assert.ok(new TextDecoder().decode(v2).endsWith(json));
+});
+
+Deno.test("OutgoingBroadcast: binary payloads reach 2.0.0 only; header fields over 255 bytes fall back to 2.0.0's text frame", () => {
+  const bytes = new Uint8Array([0, 255, 7]);
+  const binary = new OutgoingBroadcast("realtime:t", "raw", { binary: bytes });
+  assert.deepEqual(new Uint8Array(clientDecoded(binary.encoded("2.0.0")!).payload.payload), bytes);
+  assert.equal(binary.encoded("1.0.0"), undefined, "1.0.0 cannot carry bytes");
+
+  const event = "e".repeat(300);
+  const long = new OutgoingBroadcast("realtime:t", event, { json: '{"a":1}' }, { id: "x" });
+  const text = long.encoded("2.0.0");
+  assert.equal(typeof text, "string");
+  assert.deepEqual(JSON.parse(text as string), [null, null, "realtime:t", "broadcast", {
+    type: "broadcast",
+    event,
+    payload: { a: 1 },
+    meta: { id: "x" },
+  }]);
+  assert.equal(
+    new OutgoingBroadcast("realtime:t", event, { binary: bytes }).encoded("2.0.0"),
+    undefined,
+    "bytes have no text frame",
+  );
 });
