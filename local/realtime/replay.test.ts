@@ -8,6 +8,7 @@ import {
   castWithRooms,
   joined,
   rawSocket,
+  type Received,
   received,
   send,
   sleep,
@@ -30,11 +31,15 @@ Deno.test("replay: a private join with config.broadcast.replay gets the newest r
     for (const n of [1, 2, 3]) await send(topic, "queue:item", { n });
     await send(topic, "queue:public", { n: 9 }, false); // not a private row: never replayed
 
-    const channel = await joined(client, topic, {
-      private: true,
-      broadcast: { replay: { since, limit: 2 } },
-    });
-    const got = received(channel);
+    // Bound before the join: the replayed rows follow its reply at once, and can be read before
+    // the code after `await joined(...)` runs.
+    let got: Received[] = [];
+    await joined(
+      client,
+      topic,
+      { private: true, broadcast: { replay: { since, limit: 2 } } },
+      (channel) => got = received(channel),
+    );
     await until("two replayed rows", got, (all) => all.length === 2);
     assert.deepEqual(got.map((m) => m.payload.n), [2, 3]);
     for (const m of got) {
