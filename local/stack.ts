@@ -9,8 +9,8 @@ import { createDemoHandler, ensureClientBundle } from "../demo/serve.ts";
 import { type AuthSettings, authSettings } from "./auth/config.ts";
 import { AuthServer } from "./auth/server.ts";
 import { createGateway, serveGateway } from "./gateway.ts";
-import { Hub } from "./realtime/hub.ts";
 import { maintainPartitions } from "./realtime/janitor.ts";
+import { RealtimeServer } from "./realtime/server.ts";
 import { anonKey, jwtSecret, serviceRoleKey } from "./keys.ts";
 import {
   asRole,
@@ -122,7 +122,7 @@ export async function startGateway(
     asRole(dbUrl, "supabase_auth_admin"),
     await authSettings(configPath, authOverrides),
   );
-  const realtime = await Hub.start(asRole(dbUrl, "supabase_admin"));
+  const realtime = await RealtimeServer.start(asRole(dbUrl, "supabase_admin"));
   const handler = await createGateway({
     functionsDir: `${root}/supabase/functions`,
     configPath,

@@ -1,82 +1,77 @@
-// One WebSocket client of the stand-in and the channels it has joined: the Phoenix channel life
-// cycle as Supabase Realtime runs it (reference/realtime.md §2 and §4.4). Frames of one socket
-// are handled in order, one at a time, as Realtime's socket and channel processes do.
+// One channel joined on a socket of the stand-in: what the join configured, the rights its token
+// has, its token's expiry, and the frames it sends. The Phoenix channel life cycle around it
+// (join, leave, token refresh) is connection.ts's; broadcasts and presence are
+// broadcast-handler.ts's and presence-handler.ts's.
+import type postgres from "npm:postgres@3.4.9";
 import type { Claims } from "../../supabase/functions/_shared/auth.ts";
 import { type Extension, type Grants, readGrants, writeGrants } from "./authorization.ts";
+import type { Hub } from "./hub.ts";
+import type { JoinConfig } from "./join-payload.ts";
 import type { PresenceDiff } from "./presence.ts";
-import {
-  type BroadcastPayload,
-  decodeBinary,
-  decodeText,
-  encodeText,
-  exceedsPayloadLimit,
-  type Frame,
-  ProtocolError,
-  strictUtf8,
-  type UserBroadcastPush,
-  type Vsn,
-} from "./protocol.ts";
-import type { Hub, OutgoingBroadcast } from "./hub.ts";
-import { TokenError, verifyToken } from "./tokens.ts";
+import type { Frame, OutgoingBroadcast, UserBroadcastPush, Vsn } from "./protocol.ts";
 
-const maxChannelsPerSocket = 100;
-// Phoenix closes a socket that has sent nothing, heartbeats included, for this long.
-const idleTimeoutMs = 60_000;
-// 9999-12-31T23:59:59.999Z, the last moment Realtime's replay `since` may name.
-const maxReplaySinceMs = 253_402_300_799_999;
-
-type Json = Record<string, unknown>;
-const objectOr = (value: unknown): Json =>
-  typeof value === "object" && value !== null && !Array.isArray(value) ? value as Json : {};
-// Realtime accepts "true"/"false" strings where it expects booleans, and lets a field it cannot
-// read take its default rather than failing the join.
-const flagOr = (value: unknown, fallback: boolean): boolean =>
-  typeof value === "boolean"
-    ? value
-    : value === "true"
-    ? true
-    : value === "false"
-    ? false
-    : fallback;
-const stringOr = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : undefined;
-
-/** The bytes of a JSON-encoded user payload as text, if they are JSON. */
-function jsonText(bytes: Uint8Array): { json: string } | undefined {
-  try {
-    const json = strictUtf8.decode(bytes);
-    JSON.parse(json);
-    return { json };
-  } catch {
-    return undefined;
-  }
+/** What a channel needs of the socket it was joined on (connection.ts). */
+export interface ChannelSocket {
+  readonly vsn: Vsn;
+  readonly hub: Hub;
+  /** The stand-in's database connection, as Realtime's (for the RLS probes and replay). */
+  readonly sql: postgres.Sql;
+  /** The `x-*` headers of the upgrade request, which RLS sees as `request.headers`. */
+  readonly headers: Record<string, string>;
+  send(frame: Frame): void;
+  sendRaw(data: string | Uint8Array): void;
+  /** Answers `frame` with a `phx_reply`. */
+  reply(frame: Frame | UserBroadcastPush, status: "ok" | "error", response: unknown): void;
+  /** Runs `work` after everything queued before it on this socket. */
+  enqueue(work: () => void | Promise<void>): void;
+  /** Ends a channel from the server side: a `system` error, then `phx_close`. */
+  shutdownChannel(channel: Channel, message: string): void;
 }
 
-/** A join refusal, sent back as `{status: "error", response: {reason}}`. */
-class Refusal extends Error {}
-
-export class Channel {
-  grants: { read: Grants; write?: Grants } = { read: {} };
+export interface ChannelOptions {
+  /** The topic as the client joined it, `realtime:<topic>`. */
+  joinTopic: string;
+  joinRef: string | null;
+  /** The sub-topic: the join topic without `realtime:`. */
+  topic: string;
+  config: Pick<JoinConfig, "isPrivate" | "self" | "ack" | "presenceEnabled" | "presenceKey">;
   /** What the join asked to replay (private channels only). */
   replay?: { since: number; limit: number };
+  token: string;
+  claims: Claims;
+}
+
+export class Channel {
+  readonly joinTopic: string;
+  readonly joinRef: string | null;
+  readonly topic: string;
+  readonly isPrivate: boolean;
+  readonly self: boolean;
+  readonly ack: boolean;
+  /** Whether the channel receives presence: asked for at join, or set by its first track. */
+  presenceEnabled: boolean;
+  readonly presenceKey: string;
+  readonly replay?: { since: number; limit: number };
+  token: string;
+  claims: Claims;
+  grants: { read: Grants; write?: Grants } = { read: {} };
   /** Ids replayed at join: the same rows arriving live are not sent again. */
   replayedIds = new Set<string>();
   #expiry?: ReturnType<typeof setTimeout>;
 
-  constructor(
-    readonly socket: Connection,
-    readonly joinTopic: string,
-    readonly joinRef: string | null,
-    readonly topic: string,
-    readonly isPrivate: boolean,
-    readonly self: boolean,
-    readonly ack: boolean,
-    /** Whether the channel receives presence: asked for at join, or set by its first track. */
-    public presenceEnabled: boolean,
-    readonly presenceKey: string,
-    public token: string,
-    public claims: Claims,
-  ) {}
+  constructor(readonly socket: ChannelSocket, options: ChannelOptions) {
+    this.joinTopic = options.joinTopic;
+    this.joinRef = options.joinRef;
+    this.topic = options.topic;
+    this.isPrivate = options.config.isPrivate;
+    this.self = options.config.self;
+    this.ack = options.config.ack;
+    this.presenceEnabled = options.config.presenceEnabled;
+    this.presenceKey = options.config.presenceKey;
+    this.replay = options.replay;
+    this.token = options.token;
+    this.claims = options.claims;
+  }
 
   get readsAnything(): boolean {
     return this.grants.read.broadcast === true || this.grants.read.presence === true;
@@ -93,6 +88,35 @@ export class Channel {
   /** What the read check at join covers: presence only for a channel that receives it. */
   get readExtensions(): Extension[] {
     return this.presenceEnabled ? ["broadcast", "presence"] : ["broadcast"];
+  }
+
+  /** Runs the read or write check for `extensions` as this channel's caller. */
+  async grantsFor(check: typeof readGrants, extensions: Extension[]): Promise<Grants> {
+    try {
+      return await check(
+        this.socket.sql,
+        { topic: this.topic, claims: this.claims, headers: this.socket.headers },
+        extensions,
+      );
+    } catch (error) {
+      // A policy that raises counts as a refusal, as Realtime's RlsPolicyError does.
+      console.error("realtime stand-in: authorization failed:", error);
+      return {};
+    }
+  }
+
+  /** Write rights of a private channel, checked once and then cached, as Realtime does. */
+  async mayWrite(extension: Extension): Promise<boolean> {
+    if (!this.isPrivate) return true;
+    const write = this.grants.write ??= {};
+    // A channel joined without presence may still track: its presence right is checked then.
+    if (write[extension] === undefined) {
+      const extensions: Extension[] = this.presenceEnabled
+        ? ["broadcast", "presence"]
+        : [extension];
+      Object.assign(write, await this.grantsFor(writeGrants, extensions));
+    }
+    return write[extension] === true;
   }
 
   /** Closes the channel when its token expires: Realtime re-checks the token every
@@ -151,369 +175,5 @@ export class Channel {
     if (typeof id === "string" && this.replayedIds.has(id)) return;
     const data = broadcast.encoded(this.socket.vsn);
     if (data !== undefined) this.socket.sendRaw(data);
-  }
-}
-
-export class Connection {
-  readonly channels = new Map<string, Channel>();
-  #queue: Promise<void> = Promise.resolve();
-  #idle?: ReturnType<typeof setTimeout>;
-  #closed = false;
-
-  constructor(
-    readonly hub: Hub,
-    readonly ws: WebSocket,
-    readonly vsn: Vsn,
-    readonly apiKey: string,
-    /** The `x-*` headers of the upgrade request, which RLS sees as `request.headers`. */
-    readonly headers: Record<string, string>,
-  ) {
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (event) => {
-      this.#resetIdle();
-      this.enqueue(() => this.#receive(event.data));
-    };
-    ws.onclose = () => this.enqueue(() => this.#closeAll());
-    ws.onerror = () => {};
-    this.#resetIdle();
-  }
-
-  /** Runs `work` after everything queued before it on this socket. */
-  enqueue(work: () => void | Promise<void>): void {
-    this.#queue = this.#queue.then(work).catch((error) => {
-      console.error("realtime stand-in:", error);
-    });
-  }
-
-  send(frame: Frame): void {
-    this.sendRaw(encodeText(this.vsn, frame));
-  }
-
-  sendRaw(data: string | Uint8Array): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data);
-  }
-
-  close(code = 1000, reason = ""): void {
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
-      this.ws.close(code, reason);
-    }
-    this.enqueue(() => this.#closeAll());
-  }
-
-  #resetIdle(): void {
-    clearTimeout(this.#idle);
-    this.#idle = setTimeout(() => this.close(1000, "heartbeat timeout"), idleTimeoutMs);
-  }
-
-  #reply(frame: Frame | UserBroadcastPush, status: "ok" | "error", response: unknown): void {
-    this.send({
-      joinRef: frame.joinRef,
-      ref: frame.ref,
-      topic: frame.topic,
-      event: "phx_reply",
-      payload: { status, response },
-    });
-  }
-
-  #receive(data: string | ArrayBuffer): void | Promise<void> {
-    if (this.#closed) return;
-    let frame: Frame | UserBroadcastPush;
-    try {
-      if (typeof data === "string") frame = decodeText(this.vsn, data);
-      else if (this.vsn === "2.0.0") frame = decodeBinary(new Uint8Array(data));
-      else throw new ProtocolError("A 1.0.0 socket sends text frames only.");
-    } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      // Phoenix drops a socket that cannot be decoded.
-      this.close(1003, error.message);
-      return;
-    }
-    if ("event" in frame && frame.topic === "phoenix") {
-      if (frame.event === "heartbeat") this.#reply(frame, "ok", {});
-      return;
-    }
-    if ("event" in frame && frame.event === "phx_join") return this.#join(frame);
-    const channel = this.#joined(frame);
-    if (!channel) return this.#reply(frame, "error", { reason: "unmatched topic" });
-    if ("userEvent" in frame) return this.#broadcast(channel, frame);
-    switch (frame.event) {
-      case "phx_leave":
-        this.#reply(frame, "ok", {});
-        this.#remove(channel);
-        channel.pushClose();
-        return;
-      case "access_token":
-        return this.#refreshToken(channel, frame);
-      case "broadcast":
-        return this.#broadcast(channel, frame);
-      case "presence":
-        return this.#presence(channel, frame);
-      default:
-        // Realtime only logs other events; the client's push times out.
-    }
-  }
-
-  /** The channel a frame is for: joined on its topic, by the same join when it names one. */
-  #joined(frame: Frame | UserBroadcastPush): Channel | undefined {
-    const channel = this.channels.get(frame.topic);
-    return channel && (frame.joinRef === null || frame.joinRef === channel.joinRef)
-      ? channel
-      : undefined;
-  }
-
-  async #join(frame: Frame): Promise<void> {
-    try {
-      const channel = await this.#authorizeJoin(frame);
-      this.channels.set(channel.joinTopic, channel);
-      this.hub.subscribe(channel);
-      this.#reply(frame, "ok", { postgres_changes: [] });
-      channel.watchExpiry();
-      if (channel.receivesPresence) channel.push("presence_state", this.hub.presenceState(channel));
-      if (channel.replay) await this.#replay(channel, channel.replay);
-    } catch (error) {
-      if (error instanceof TokenError) this.#reply(frame, "error", { reason: error.reason });
-      else if (error instanceof Refusal) this.#reply(frame, "error", { reason: error.message });
-      else throw error;
-    }
-  }
-
-  async #authorizeJoin(frame: Frame): Promise<Channel> {
-    const topic = frame.topic.startsWith("realtime:")
-      ? frame.topic.slice("realtime:".length)
-      : undefined;
-    if (topic === undefined) throw new Refusal("unmatched topic");
-    if (topic === "") throw new Refusal("TopicNameRequired: You must provide a topic name");
-    const payload = objectOr(frame.payload);
-    const config = objectOr(payload.config);
-    const broadcast = objectOr(config.broadcast);
-    const presence = objectOr(config.presence);
-    if (Array.isArray(config.postgres_changes) && config.postgres_changes.length > 0) {
-      throw new Refusal(
-        "PostgresChangesNotSupported: the local Realtime stand-in serves broadcast and presence only",
-      );
-    }
-    const replay = broadcast.replay === undefined ? undefined : objectOr(broadcast.replay);
-    if (replay && !flagOr(config.private, false)) {
-      throw new Refusal("UnableToReplayMessages: Replay is only available on private channels");
-    }
-    // Realtime takes `since` as whole milliseconds that make a date (years up to 9999); anything
-    // else was read as a timestamp Postgres cannot hold, and the replay failed after the join
-    // had been answered.
-    const replaySince = replay?.since ?? 0;
-    if (!Number.isInteger(replaySince) || Math.abs(replaySince as number) > maxReplaySinceMs) {
-      throw new Refusal("UnableToReplayMessages: Replay params are not valid");
-    }
-    const previous = this.channels.get(frame.topic);
-    if (previous) {
-      // Phoenix replaces a channel joined again on the same socket.
-      this.#remove(previous);
-      previous.pushClose();
-    } else if (this.channels.size >= maxChannelsPerSocket) {
-      throw new Refusal("ChannelRateLimitReached: Too many channels");
-    }
-    // The join's own token, else the socket's API key (new `sb_` keys are not JWTs).
-    const offered = stringOr(payload.access_token) ?? stringOr(payload.user_token);
-    const token = offered && !offered.startsWith("sb_") ? offered : this.apiKey;
-    const channel = new Channel(
-      this,
-      frame.topic,
-      frame.joinRef,
-      topic,
-      flagOr(config.private, false),
-      flagOr(broadcast.self, false),
-      flagOr(broadcast.ack, false),
-      flagOr(presence.enabled, false),
-      stringOr(presence.key) || crypto.randomUUID(),
-      token,
-      await verifyToken(token),
-    );
-    const unauthorized = () =>
-      new Refusal(
-        `Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`,
-      );
-    if (channel.isPrivate) {
-      // No row of realtime.messages can name such a topic (Postgres text holds no NUL), so no
-      // policy can grant it; the probe would only fail.
-      if (topic.includes("\u0000")) throw unauthorized();
-      channel.grants.read = await this.#grants(channel, readGrants, channel.readExtensions);
-      // Replay reads broadcasts: it needs that right, not just presence.
-      if (!channel.readsAnything || (replay && !channel.grants.read.broadcast)) {
-        throw unauthorized();
-      }
-    }
-    if (replay) {
-      const limit = typeof replay.limit === "number" ? replay.limit : 10;
-      channel.replay = {
-        since: replaySince as number,
-        // Realtime clamps the limit to 1..25.
-        limit: Math.min(25, Math.max(1, Math.trunc(limit))),
-      };
-    }
-    return channel;
-  }
-
-  /** Sends the channel's recent private broadcasts, oldest first, marked `replayed`. */
-  async #replay(channel: Channel, { since, limit }: { since: number; limit: number }) {
-    for (const row of await this.hub.recentBroadcasts(channel.topic, since, limit)) {
-      channel.replayedIds.add(row.id);
-      channel.push("broadcast", {
-        type: "broadcast",
-        event: row.event,
-        payload: row.payload,
-        meta: { replayed: true, id: row.id },
-      });
-    }
-  }
-
-  async #grants(
-    channel: Channel,
-    check: typeof readGrants,
-    extensions: Extension[],
-  ): Promise<Grants> {
-    try {
-      return await check(
-        this.hub.sql,
-        { topic: channel.topic, claims: channel.claims, headers: this.headers },
-        extensions,
-      );
-    } catch (error) {
-      // A policy that raises counts as a refusal, as Realtime's RlsPolicyError does.
-      console.error("realtime stand-in: authorization failed:", error);
-      return {};
-    }
-  }
-
-  async #refreshToken(channel: Channel, frame: Frame): Promise<void> {
-    const token = objectOr(frame.payload).access_token;
-    if (typeof token !== "string" || token === channel.token || token.startsWith("sb_")) return;
-    try {
-      channel.claims = await verifyToken(token);
-    } catch (error) {
-      if (!(error instanceof TokenError)) throw error;
-      return this.shutdownChannel(channel, error.message);
-    }
-    channel.token = token;
-    channel.watchExpiry();
-    if (!channel.isPrivate) return;
-    const before = channel.grants.read;
-    // New rights: read now, write again at the next broadcast or track.
-    channel.grants = { read: await this.#grants(channel, readGrants, channel.readExtensions) };
-    if (!channel.readsAnything) {
-      this.shutdownChannel(
-        channel,
-        `You do not have permissions to read from this Channel topic: ${channel.topic}`,
-      );
-    } else if (
-      (before.broadcast && !channel.grants.read.broadcast) ||
-      (before.presence && !channel.grants.read.presence)
-    ) {
-      this.shutdownChannel(
-        channel,
-        `You no longer have permission to read from this Channel topic: ${channel.topic}`,
-      );
-    }
-  }
-
-  /** Write rights of a private channel, checked once and then cached, as Realtime does. */
-  async #mayWrite(channel: Channel, extension: Extension): Promise<boolean> {
-    if (!channel.isPrivate) return true;
-    const write = channel.grants.write ??= {};
-    // A channel joined without presence may still track: its presence right is checked then.
-    if (write[extension] === undefined) {
-      const extensions: Extension[] = channel.presenceEnabled
-        ? ["broadcast", "presence"]
-        : [extension];
-      Object.assign(write, await this.#grants(channel, writeGrants, extensions));
-    }
-    return write[extension] === true;
-  }
-
-  async #broadcast(channel: Channel, frame: Frame | UserBroadcastPush): Promise<void> {
-    const reply = (status: "ok" | "error", response: unknown) =>
-      this.#reply(frame, status, response);
-    let event: unknown;
-    let payload: BroadcastPayload | undefined;
-    if ("userEvent" in frame) {
-      event = frame.userEvent;
-      payload = frame.encoding === 1 ? jsonText(frame.payload) : { binary: frame.payload };
-      // Text that is not JSON would break every 1.0.0 subscriber's parser: dropped.
-      if (!payload) return;
-    } else {
-      const body = objectOr(frame.payload);
-      event = body.event;
-      payload = { json: JSON.stringify(body.payload ?? {}) };
-    }
-    // Realtime ignores a broadcast without an event name (it is only logged).
-    if (typeof event !== "string") return;
-    if (exceedsPayloadLimit(payload)) {
-      if (channel.ack) reply("error", "payload_size_exceeded");
-      return;
-    }
-    // Without write rights the message is dropped with no reply, even when an ack was asked for.
-    if (!(await this.#mayWrite(channel, "broadcast"))) return;
-    this.hub.broadcast(
-      channel.topic,
-      channel.isPrivate,
-      { event, payload },
-      channel.self ? undefined : channel,
-    );
-    if (channel.ack) reply("ok", {});
-  }
-
-  async #presence(channel: Channel, frame: Frame): Promise<void> {
-    const message = objectOr(frame.payload);
-    const event = typeof message.event === "string" ? message.event.toLowerCase() : undefined;
-    if (event === "untrack") {
-      this.hub.untrack(channel);
-      return this.#reply(frame, "ok", {});
-    }
-    if (event !== "track") return this.#reply(frame, "error", {});
-    const payload = message.payload ?? {};
-    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-      return this.#reply(frame, "error", { reason: "Presence track payload must be a map" });
-    }
-    if (exceedsPayloadLimit({ json: JSON.stringify(payload) })) {
-      return this.shutdownChannel(channel, "Track message size exceeded");
-    }
-    // A channel joined without presence may still track; as Realtime does, its presence read
-    // is checked then, and from then on it receives presence.
-    const lateStart = !channel.presenceEnabled;
-    if (lateStart && channel.isPrivate && channel.grants.read.presence === undefined) {
-      Object.assign(channel.grants.read, await this.#grants(channel, readGrants, ["presence"]));
-    }
-    if (!(await this.#mayWrite(channel, "presence"))) return this.#reply(frame, "error", {});
-    this.hub.track(channel, payload as Json);
-    this.#reply(frame, "ok", {});
-    if (lateStart) {
-      channel.presenceEnabled = true;
-      if (channel.receivesPresence) channel.push("presence_state", this.hub.presenceState(channel));
-    }
-  }
-
-  /** Ends a channel from the server side: a `system` error, then `phx_close`. */
-  shutdownChannel(channel: Channel, message: string): void {
-    if (this.channels.get(channel.joinTopic) !== channel) return;
-    channel.push("system", {
-      extension: "system",
-      status: "error",
-      message,
-      channel: channel.topic,
-    });
-    this.#remove(channel);
-    channel.pushClose();
-  }
-
-  #remove(channel: Channel): void {
-    channel.stopWatching();
-    this.channels.delete(channel.joinTopic);
-    this.hub.unsubscribe(channel);
-  }
-
-  #closeAll(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#idle);
-    for (const channel of [...this.channels.values()]) this.#remove(channel);
-    this.hub.disconnected(this);
   }
 }

@@ -1,15 +1,15 @@
-// Unit tests of the stand-in's wire format (protocol.ts) and channel presence (presence.ts).
-// Binary frames are checked against realtime-js's own serializer, the one supabase-js runs, so
-// both directions agree with the real client byte for byte.
+// Unit tests of the stand-in's wire format (protocol.ts). Binary frames are checked against
+// realtime-js's own serializer, the one supabase-js runs, so both directions agree with the real
+// client byte for byte.
 import assert from "node:assert/strict";
 import serializer from "npm:@supabase/realtime-js@2.119.1/dist/main/lib/serializer.js";
-import { PresenceTopic } from "./presence.ts";
 import {
   decodeBinary,
   decodeText,
   encodeText,
   encodeUserBroadcast,
   jsonEncoding,
+  OutgoingBroadcast,
   ProtocolError,
 } from "./protocol.ts";
 
@@ -286,82 +286,55 @@ Deno.test("encodeUserBroadcast has no frame for header fields over 255 bytes", (
   assert.equal(clientDecoded(encodeUserBroadcast(topic, "e", undefined, 0, payload)!).topic, topic);
 });
 
-// --- presence.ts ------------------------------------------------------------------------------
-
-// Presence maps have no prototype (keys are the clients' own); compare them as the wire sees them.
-const wire = (value: unknown) => JSON.parse(JSON.stringify(value));
-
-Deno.test("PresenceTopic: a track joins with a phx_ref; the same payload again changes nothing", () => {
-  const presence = new PresenceTopic();
-  const tab = {};
-  assert.equal(presence.isEmpty, true);
-  const diff = presence.track(tab, "user-1", { name: "Ana" });
-  assert.ok(diff);
-  assert.deepEqual(wire(diff.leaves), {});
-  const [meta] = diff.joins["user-1"].metas;
-  assert.equal(meta.name, "Ana");
-  assert.match(meta.phx_ref, /^F[A-Za-z0-9_-]{12}$/);
-  assert.equal("phx_ref_prev" in meta, false);
-  assert.deepEqual(wire(presence.state()), { "user-1": { metas: [meta] } });
-  assert.equal(presence.isEmpty, false);
-  assert.equal(presence.track(tab, "user-1", { name: "Ana" }), undefined);
-});
-
-Deno.test("PresenceTopic: an update leaves the old meta and joins a new one pointing back to it", () => {
-  const presence = new PresenceTopic();
-  const tab = {};
-  const first = presence.track(tab, "user-1", { status: "idle" })!.joins["user-1"].metas[0];
-  const update = presence.track(tab, "user-1", { status: "playing" })!;
-  assert.deepEqual(wire(update.leaves), { "user-1": { metas: [first] } });
-  const [second] = update.joins["user-1"].metas;
-  assert.equal(second.status, "playing");
-  assert.equal(second.phx_ref_prev, first.phx_ref);
-  assert.notEqual(second.phx_ref, first.phx_ref);
-  assert.deepEqual(wire(presence.state()), { "user-1": { metas: [second] } });
-});
-
-Deno.test("PresenceTopic: one key, two trackers (two tabs) hold two metas; untrack removes one", () => {
-  const presence = new PresenceTopic();
-  const [tab1, tab2, other] = [{}, {}, {}];
-  const a = presence.track(tab1, "user-1", { tab: 1 })!.joins["user-1"].metas[0];
-  const b = presence.track(tab2, "user-1", { tab: 2 })!.joins["user-1"].metas[0];
-  const c = presence.track(other, "user-2", { tab: 1 })!.joins["user-2"].metas[0];
-  assert.deepEqual(wire(presence.state()), {
-    "user-1": { metas: [a, b] },
-    "user-2": { metas: [c] },
-  });
-  assert.notEqual(a.phx_ref, b.phx_ref);
-
-  assert.deepEqual(wire(presence.untrack(tab1)), {
-    joins: {},
-    leaves: { "user-1": { metas: [a] } },
-  });
-  assert.deepEqual(wire(presence.state()), { "user-1": { metas: [b] }, "user-2": { metas: [c] } });
-  assert.equal(presence.untrack(tab1), undefined, "nothing left to untrack");
-  assert.equal(presence.untrack({}), undefined, "never tracked");
-  presence.untrack(tab2);
-  presence.untrack(other);
-  assert.deepEqual(wire(presence.state()), {});
-  assert.equal(presence.isEmpty, true);
-});
-
-Deno.test("PresenceTopic: tracking under another key leaves the old key", () => {
-  const presence = new PresenceTopic();
-  const tab = {};
-  const old = presence.track(tab, "key-a", { n: 1 })!.joins["key-a"].metas[0];
-  const moved = presence.track(tab, "key-b", { n: 1 })!;
-  assert.deepEqual(wire(moved.leaves), { "key-a": { metas: [old] } });
-  assert.equal("phx_ref_prev" in moved.joins["key-b"].metas[0], false);
-  assert.deepEqual(Object.keys(presence.state()), ["key-b"]);
-});
-
-Deno.test("PresenceTopic: keys named like Object.prototype members are plain keys", () => {
-  const presence = new PresenceTopic();
-  for (const key of ["toString", "__proto__", "constructor", "hasOwnProperty"]) {
-    presence.track({}, key, { key });
-  }
+Deno.test("OutgoingBroadcast: the kind 4 frame for 2.0.0 and the text frame for 1.0.0, each made once", () => {
+  const json = JSON.stringify({ messages: [{ id: 1, body: "hé" }] });
+  const meta = { id: "3b2a7e2c-0d1f-4a57-9d1e-1c3f0e0b9a11" };
+  const outgoing = new OutgoingBroadcast("realtime:room:chat", "chat:batch", { json }, meta);
+  const v2 = outgoing.encoded("2.0.0");
+  const bytes = new TextEncoder().encode(json);
   assert.deepEqual(
-    Object.keys(wire(presence.state())).sort(),
-    ["__proto__", "constructor", "hasOwnProperty", "toString"],
+    v2,
+    encodeUserBroadcast("realtime:room:chat", "chat:batch", meta, jsonEncoding, bytes),
+  );
+  const v1 = outgoing.encoded("1.0.0");
+  const message = { type: "broadcast", event: "chat:batch", payload: JSON.parse(json), meta };
+  const frame = { joinRef: null, ref: null, topic: "realtime:room:chat", event: "broadcast" };
+  assert.deepEqual(
+    JSON.parse(v1 as string),
+    JSON.parse(encodeText("1.0.0", { ...frame, payload: message })),
+  );
+  assert.equal(outgoing.encoded("2.0.0"), v2, "encoded once per protocol");
+  assert.equal(outgoing.encoded("1.0.0"), v1);
+});
+
+Deno.test("OutgoingBroadcast: the payload goes out as the JSON text it came as", () => {
+  // Parsed again, a key named __proto__ would be lost.
+  const json = '{"__proto__":{"x":1},"b":[1,2.50]}';
+  const outgoing = new OutgoingBroadcast("realtime:t", "e", { json });
+  assert.ok((outgoing.encoded("1.0.0") as string).includes(`"payload":${json}`));
+  const v2 = outgoing.encoded("2.0.0") as Uint8Array;
+  assert.ok(new TextDecoder().decode(v2).endsWith(json));
+});
+
+Deno.test("OutgoingBroadcast: binary payloads reach 2.0.0 only; header fields over 255 bytes fall back to 2.0.0's text frame", () => {
+  const bytes = new Uint8Array([0, 255, 7]);
+  const binary = new OutgoingBroadcast("realtime:t", "raw", { binary: bytes });
+  assert.deepEqual(new Uint8Array(clientDecoded(binary.encoded("2.0.0")!).payload.payload), bytes);
+  assert.equal(binary.encoded("1.0.0"), undefined, "1.0.0 cannot carry bytes");
+
+  const event = "e".repeat(300);
+  const long = new OutgoingBroadcast("realtime:t", event, { json: '{"a":1}' }, { id: "x" });
+  const text = long.encoded("2.0.0");
+  assert.equal(typeof text, "string");
+  assert.deepEqual(JSON.parse(text as string), [null, null, "realtime:t", "broadcast", {
+    type: "broadcast",
+    event,
+    payload: { a: 1 },
+    meta: { id: "x" },
+  }]);
+  assert.equal(
+    new OutgoingBroadcast("realtime:t", event, { binary: bytes }).encoded("2.0.0"),
+    undefined,
+    "bytes have no text frame",
   );
 });

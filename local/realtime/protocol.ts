@@ -172,3 +172,53 @@ export function encodeUserBroadcast(
   }
   return frame;
 }
+
+/** A frame payload, or a field of one, as an object: anything else reads as `{}`, as Realtime
+ * reads a field it cannot parse as absent. */
+export const objectOr = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+    ? value as Record<string, unknown>
+    : {};
+
+/** One broadcast on its way to a topic's subscribers, encoded at most once per protocol. */
+export class OutgoingBroadcast {
+  #encoded = new Map<Vsn, string | Uint8Array | undefined>();
+
+  constructor(
+    readonly joinTopic: string,
+    readonly event: string,
+    readonly payload: BroadcastPayload,
+    readonly meta?: Record<string, unknown>,
+  ) {}
+
+  /** The frame for a socket of `vsn`; undefined when that protocol cannot carry it. */
+  encoded(vsn: Vsn): string | Uint8Array | undefined {
+    if (!this.#encoded.has(vsn)) this.#encoded.set(vsn, this.#encode(vsn));
+    return this.#encoded.get(vsn);
+  }
+
+  #encode(vsn: Vsn): string | Uint8Array | undefined {
+    if (vsn === "2.0.0") {
+      const [encoding, bytes] = "json" in this.payload
+        ? [jsonEncoding, encoder.encode(this.payload.json)] as const
+        : [0, this.payload.binary] as const;
+      const binary = encodeUserBroadcast(this.joinTopic, this.event, this.meta, encoding, bytes);
+      // Header fields too long for a binary frame: the text frame, which 2.0.0 also reads.
+      if (binary || !("json" in this.payload)) return binary;
+      return `[null,null,${JSON.stringify(this.joinTopic)},"broadcast",${this.#innerJson()}]`;
+    }
+    // 1.0.0 cannot carry binary payloads; Realtime does not deliver them to such sockets.
+    if (!("json" in this.payload)) return undefined;
+    return `{"topic":${
+      JSON.stringify(this.joinTopic)
+    },"event":"broadcast","payload":${this.#innerJson()},"ref":null}`;
+  }
+
+  /** `{type, event, payload, meta?}`, with the payload spliced in as the JSON text it arrived
+   * as, never parsed again. */
+  #innerJson(): string {
+    const meta = this.meta ? `,"meta":${JSON.stringify(this.meta)}` : "";
+    const json = (this.payload as { json: string }).json;
+    return `{"type":"broadcast","event":${JSON.stringify(this.event)},"payload":${json}${meta}}`;
+  }
+}

@@ -4,6 +4,7 @@
 // is the payload (JSON, or bytes as application/octet-stream) that `channel.httpSend()` uses.
 // 202 on success; private messages pass the caller's write check once per topic and are dropped
 // silently without it.
+import type postgres from "npm:postgres@3.4.9";
 import { z } from "npm:zod@4.6.7";
 import { jsonObject } from "../../supabase/functions/_shared/validation.ts";
 import { bearerToken, type Claims } from "../../supabase/functions/_shared/auth.ts";
@@ -46,7 +47,10 @@ export function isRestBroadcast(pathname: string): boolean {
   return pathname === "/realtime/v1/api/broadcast" || singlePath.test(pathname);
 }
 
-export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
+export async function restBroadcast(
+  { hub, sql }: { hub: Hub; sql: postgres.Sql },
+  req: Request,
+): Promise<Response> {
   if (req.method === "OPTIONS") return preflightResponse();
   if (req.method !== "POST") return realtimeError(405, "Use POST.");
   // A Bearer token wins; a bad one does not fall back to the apikey header.
@@ -77,13 +81,15 @@ export async function restBroadcast(hub: Hub, req: Request): Promise<Response> {
       if (!mayWrite.has(m.topic)) {
         mayWrite.set(
           m.topic,
-          writeGrants(hub.sql, { topic: m.topic, claims, headers }, ["broadcast"])
+          writeGrants(sql, { topic: m.topic, claims, headers }, ["broadcast"])
             .then((grants) => grants.broadcast === true, () => false),
         );
       }
       if (!(await mayWrite.get(m.topic))) continue;
     }
-    hub.broadcast(m.topic, m.private, {
+    hub.broadcast({
+      topic: m.topic,
+      isPrivate: m.private,
       event: m.event,
       payload: m.payload,
       meta: m.id === undefined ? undefined : { id: m.id },
