@@ -14,7 +14,7 @@
 import { ServerClock } from "../client/clock.ts";
 import { RoomPlayback } from "../client/playback.ts";
 import type { Timers } from "../client/timers.ts";
-import { between, seededRandom } from "../client/testing/random.ts";
+import { between, seededRandom } from "../local/seeded-random.ts";
 import { summarize, type Timing, writeResults } from "./lib.ts";
 
 const trials = Number(Deno.env.get("TRIALS") ?? 2000);

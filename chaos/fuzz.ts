@@ -31,7 +31,7 @@ import { createClient } from "npm:@supabase/supabase-js@2.119.1";
 import { anonKey, jwtSecret, serviceRoleKey, userToken } from "../local/keys.ts";
 import { startGateway } from "../local/stack.ts";
 import { closeDb } from "../supabase/functions/_shared/db.ts";
-import type { TestUser } from "../local/testing.ts";
+import type { TestUser } from "../local/test-helpers.ts";
 
 // --- Figures and failures ----------------------------------------------------------------------
 
@@ -139,9 +139,9 @@ export interface FuzzTarget {
  * properties use, and watches the process for logged errors and unhandled rejections.
  */
 export async function startFuzzTarget(): Promise<FuzzTarget> {
-  // Imported here: testing.ts reads the stack's environment when it loads, which a runner that
+  // Imported here: test-helpers.ts reads the stack's environment when it loads, which a runner that
   // imports this module may set only later.
-  const { createCast, createRoom, withDb } = await import("../local/testing.ts");
+  const { createCast, createRoom, withDb } = await import("../local/test-helpers.ts");
   const problems: string[] = [];
   const originalError = console.error;
   console.error = (...args: unknown[]) => {
@@ -2291,7 +2291,7 @@ export function fuzzRoundTrips(target: FuzzTarget, options: FuzzOptions): Promis
  * chat:batch reaches a supabase-js private channel subscribed through this gateway.
  */
 export async function assertStillServes(target: FuzzTarget): Promise<void> {
-  const { subscribe, closeRealtime, poll } = await import("../local/testing.ts");
+  const { subscribe, closeRealtime, poll } = await import("../local/test-helpers.ts");
   const health = await fetch(`${target.url}/functions/v1/health`, {
     headers: { authorization: `Bearer ${anonKey}` },
   });
@@ -2300,7 +2300,7 @@ export async function assertStillServes(target: FuzzTarget): Promise<void> {
   }
   await health.body?.cancel();
   // A fresh member: the fuzzed one may be past the chat rate limit.
-  const { createUser, withDb } = await import("../local/testing.ts");
+  const { createUser, withDb } = await import("../local/test-helpers.ts");
   const sender = await withDb(async (sql) => {
     const user = await createUser(sql);
     await sql`insert into public.room_members (room_id, user_id, role)

@@ -1,5 +1,5 @@
 // R3 small (chaos/scenarios.ts). Stops the test stack's database, so `npm test` runs it last and
-// on its own (local/test.ts: *.disruptive.test.ts).
+// on its own (local/run-tests.ts: *.disruptive.test.ts).
 import assert from "node:assert/strict";
 import { r3DbRestart, testStack } from "./scenarios.ts";
 

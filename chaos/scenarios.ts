@@ -13,8 +13,8 @@
 import postgres from "npm:postgres@3.4.9";
 import { createClient, type SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
 import { anonKey, userToken } from "../local/keys.ts";
-import { type Cluster, cluster, startCluster, stopCluster } from "../local/postgres.ts";
-import { throwawaySettings } from "../local/throwaway.ts";
+import { type Cluster, startCluster, stopCluster } from "../local/postgres.ts";
+import { throwawayClusterOfEnv } from "../local/throwaway.ts";
 import {
   acknowledged,
   type ChatMessage,
@@ -290,9 +290,9 @@ function ledgerViolations(ledger: Ledger, violations: string[]): void {
   if (more > 0) violations.push(`(and ${more} more of the above)`);
 }
 
-/** local/testing.ts, imported when first needed: it reads the stack's environment when it
+/** local/test-helpers.ts, imported when first needed: it reads the stack's environment when it
  * loads, which `npm run chaos` sets only once its stack is up (chaos/fuzz.ts needs it then). */
-const testing = () => import("../local/testing.ts");
+const testing = () => import("../local/test-helpers.ts");
 
 /**
  * A real supabase-js subscriber per room on its private `room:{id}:chat`, signed in as a
@@ -623,7 +623,7 @@ export interface R3Size {
 /**
  * R3: `senders` users keep sending (one request at a time, paced, resending what got 503 or no
  * answer with the same client_ids after Retry-After, as the client library does) while Postgres
- * is stopped and started again (pg_ctl stop -m fast, as local/tests/db-outage does). A probe
+ * is stopped and started again (pg_ctl stop -m fast, as health's db-outage test does). A probe
  * sends one message every 100 ms and retries every 100 ms regardless of Retry-After, to see
  * when the service is back. Meanwhile only 202, 503 with Retry-After and 429 may come back;
  * afterwards every acknowledged message is stored and broadcast exactly once.
@@ -738,16 +738,12 @@ export async function r3DbRestart(
   }
 }
 
-/** The test stack `npm test` made (local/test.ts passes it in the environment). */
+/** The test stack `npm test` made (local/run-tests.ts passes it in the environment). */
 export function testStack(): ChaosStack & { cluster: Cluster } {
   return {
     apiUrl: Deno.env.get("SUPABASE_URL")!,
     dbUrl: Deno.env.get("SUPABASE_DB_URL")!,
     gatewayLog: `${Deno.env.get("TEST_CLUSTER_DIR")}/gateway.log`,
-    cluster: cluster(
-      Deno.env.get("TEST_CLUSTER_DIR")!,
-      Number(Deno.env.get("TEST_DB_PORT")),
-      throwawaySettings,
-    ),
+    cluster: throwawayClusterOfEnv(),
   };
 }

@@ -2,7 +2,7 @@
 // continuity (CLIENT.md guarantees 1–4). Each test uses rooms of its own; a "tab" is one
 // supabase-js client with one RoomsClient, as one browser tab would have.
 import assert from "node:assert/strict";
-import { createCast, createRoom, createUser, fixtureDb, withDb } from "../local/testing.ts";
+import { createCast, createRoom, createUser, fixtureDb, withDb } from "../local/test-helpers.ts";
 import type { Room } from "./mod.ts";
 import {
   assertContiguous,

@@ -2,7 +2,7 @@
 // (CLIENT.md guarantee 8), the host's reports and the listeners' playback (5–7), the queue, and
 // leaving. A "tab" is one supabase-js client with one RoomsClient.
 import assert from "node:assert/strict";
-import { createCast, createRoom, fixtureDb, withDb } from "../local/testing.ts";
+import { createCast, createRoom, fixtureDb, withDb } from "../local/test-helpers.ts";
 import type { Member, Player, Room } from "./mod.ts";
 import { sleep, type Tab, tabFor, until } from "./testing/e2e.ts";
 

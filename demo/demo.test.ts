@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Browser, type BrowserContext, chromium, type Page } from "npm:playwright-core@1.65.2";
 import { browserPackages, ensurePackages } from "../local/postgres.ts";
-import { apiUrl, createUser, withDb } from "../local/testing.ts";
+import { apiUrl, createUser, withDb } from "../local/test-helpers.ts";
 import { ensureClientBundle } from "./serve.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");

@@ -5,7 +5,12 @@
 import assert from "node:assert/strict";
 import type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
 import { userToken } from "../../local/keys.ts";
-import { closeRealtime, realtimeClientFor, type TestUser, withDb } from "../../local/testing.ts";
+import {
+  closeRealtime,
+  realtimeClientFor,
+  type TestUser,
+  withDb,
+} from "../../local/test-helpers.ts";
 import { createRoomsClient, type RoomsClient, type RoomsClientOptions } from "../mod.ts";
 import type { Message } from "../types.ts";
 

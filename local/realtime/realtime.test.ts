@@ -26,7 +26,7 @@ import {
   serviceRoleKey,
   subscribe,
   withDb,
-} from "../testing.ts";
+} from "../test-helpers.ts";
 
 const setup = fixtureDb();
 const { host, listener, dj, outsider, anonymousListener, members } = await createCast(setup);

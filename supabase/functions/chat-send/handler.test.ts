@@ -22,7 +22,7 @@ import {
   subscribe,
   type TestUser,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
 const setup = fixtureDb();
 const { host, listener, outsider, anonymousListener } = await createCast(setup);

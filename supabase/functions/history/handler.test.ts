@@ -8,7 +8,7 @@ import {
   flushChat,
   invoke,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
 const setup = fixtureDb();
 const { host, listener, outsider, anonymousListener } = await createCast(setup);

@@ -19,7 +19,7 @@ import {
   realtimeClientFor,
   subscribe,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
 const setup = fixtureDb();
 const { host, listener, dj, outsider, anonymousListener, members } = await createCast(setup);

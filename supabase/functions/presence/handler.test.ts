@@ -14,7 +14,7 @@ import {
   lockWaiters,
   type TestUser,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
 const rounds = 10;
 

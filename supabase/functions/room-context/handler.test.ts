@@ -9,7 +9,7 @@ import {
   flushChat,
   invoke,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
 const sql = fixtureDb();
 const { host, listener, outsider, anonymousListener } = await createCast(sql);
