@@ -14,8 +14,8 @@
 import { ServerClock } from "../client/clock.ts";
 import { RoomPlayback } from "../client/playback.ts";
 import type { Timers } from "../client/timers.ts";
-import { between, seededRandom } from "../client/testing/random.ts";
-import { summarize, type Timing, writeResults } from "./lib.ts";
+import { between, seededRandom } from "../local/seeded-random.ts";
+import { summarize, timingLine, writeResults } from "./lib/results.ts";
 
 const trials = Number(Deno.env.get("TRIALS") ?? 2000);
 const reads = Number(Deno.env.get("READS") ?? 20);
@@ -119,11 +119,6 @@ function runCase(c: Case, seed: number) {
   return { errors: summarize(errors), clockErrors: summarize(clockErrors) };
 }
 
-const line = (t: Timing) =>
-  `p50 ${t.p50_ms.toFixed(1)}  p90 ${t.p90_ms.toFixed(1)}  p99 ${t.p99_ms.toFixed(1)}  max ${
-    t.max_ms.toFixed(1)
-  } ms`;
-
 const results: Record<string, unknown> = { trials, reads_per_trial: reads };
 console.log(
   `positionMs() error against the host's player: ${trials} host/listener pairs, ${reads} reads each,`,
@@ -132,8 +127,8 @@ console.log("one-way base delays 20–200 ms per client, clocks off by up to ±1
 for (const [i, c] of cases.entries()) {
   const { errors, clockErrors } = runCase(c, 1000 + i);
   console.log(c.name);
-  console.log(`  position error       ${line(errors)}`);
-  console.log(`  listener clock error ${line(clockErrors)}`);
+  console.log(`  position error       ${timingLine(errors)}`);
+  console.log(`  listener clock error ${timingLine(clockErrors)}`);
   results[c.name] = { position_error: errors, listener_clock_error: clockErrors };
 }
 console.log("\nTarget (CLIENT.md): p99 under 30 ms with symmetric jitter.");

@@ -16,7 +16,8 @@ import postgres from "npm:postgres@3.4.9";
 import { createRoomsClient, type Room, type RoomsClient } from "../client/mod.ts";
 import { anonKey, userToken } from "../local/keys.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
-import { summarize, type Timing, writeResults } from "./lib.ts";
+import { between } from "../local/seeded-random.ts";
+import { summarize, timingLine, writeResults } from "./lib/results.ts";
 
 const listenerCount = Number(Deno.env.get("LISTENERS") ?? 50);
 const senderCount = Number(Deno.env.get("SENDERS") ?? 12);
@@ -24,11 +25,6 @@ const rate = Number(Deno.env.get("RATE") ?? 200);
 const durationMs = Number(Deno.env.get("DURATION_S") ?? 20) * 1000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const between = (min: number, max: number) => min + Math.random() * (max - min);
-const line = (t: Timing) =>
-  `p50 ${t.p50_ms.toFixed(0)}  p90 ${t.p90_ms.toFixed(0)}  p99 ${t.p99_ms.toFixed(0)}  max ${
-    t.max_ms.toFixed(0)
-  } ms (${t.count})`;
 
 interface Listener {
   supabase: SupabaseClient;
@@ -131,10 +127,10 @@ await withThrowawayStack({ api: 54491, db: 54492 }, async ({ apiUrl, dbUrl }) =>
   // Every listener's socket goes down and comes back, again and again, while messages go out.
   const dropping = listeners.map(async (listener) => {
     while (performance.now() < sendUntil - 3000) {
-      await sleep(between(1000, 5000));
+      await sleep(between(Math.random, 1000, 5000));
       await listener.supabase.realtime.disconnect();
       listener.drops++;
-      await sleep(between(500, 3000));
+      await sleep(between(Math.random, 500, 3000));
       listener.supabase.realtime.connect();
       const target = newestSeq;
       const back = performance.now();
@@ -199,7 +195,7 @@ await withThrowawayStack({ api: 54491, db: 54492 }, async ({ apiUrl, dbUrl }) =>
       `(all listeners; each expected ${perListener[0].expected}–${perListener.at(-1)!.expected})`,
   );
   console.log(`listeners with any missing: ${perListener.filter((l) => l.missing > 0).length}`);
-  console.log(`catch-up after a reconnect: ${line(catchUp)}`);
+  console.log(`catch-up after a reconnect: ${timingLine(catchUp, 0)} (${catchUp.count})`);
   console.log(`after the last send, all listeners complete in ${drainMs.toFixed(0)} ms`);
 
   await writeResults("client-continuity", {

@@ -2,7 +2,7 @@
 // each host sending UPDATES_PER_S (60) position-only updates a second (same song, playing,
 // seq increasing, position = milliseconds since the start) to POST /functions/v1/playback for
 // WARMUP_S (2) + DURATION_S (10) seconds: an open loop, paced over all rooms round robin, at most
-// MAX_IN_FLIGHT (256) requests at once (bench/ingest/load.ts). Then, from realtime.messages:
+// MAX_IN_FLIGHT (256) requests at once (bench/lib/load-worker.ts). Then, from realtime.messages:
 //   - playback:position broadcasts per room per second in the measured window (target ≤ 2.1:
 //     one per 500 ms conflation interval), and the most any room got in one second
 //   - whether every room's final state was delivered: its last playback:position broadcast
@@ -12,40 +12,31 @@
 // is measured and printed (slots the stack fell behind on are skipped, not sent in a burst).
 // Targets are reported, never asserted.
 import postgres from "npm:postgres@3.4.9";
-import { summarize, writeResults } from "./lib.ts";
-import {
-  createIdFunction,
-  figures,
-  id,
-  measuredLoad,
-  round,
-  type RunAs,
-  timeCalls,
-  utc,
-} from "./ingest/client.ts";
-import { cpuLine } from "./ingest/cpu.ts";
+import { cpuLine } from "./lib/cpu.ts";
+import { loadFigures, loadSettings, measuredLoad } from "./lib/load.ts";
+import { round, summarize, writeResults } from "./lib/results.ts";
+import { createIdFunction, id, seedRooms, seedUsers } from "./lib/seed.ts";
+import { type RunAs, timeCalls } from "./lib/statement-timing.ts";
 import { userToken } from "../local/keys.ts";
 import { throwawaySettings, withThrowawayStack } from "../local/throwaway.ts";
 
+const { warmupMs, durationMs, poolMax } = loadSettings;
 const rooms = Number(Deno.env.get("ROOMS") ?? 100);
 const updatesPerS = Number(Deno.env.get("UPDATES_PER_S") ?? 60);
-const warmupMs = Number(Deno.env.get("WARMUP_S") ?? 2) * 1000;
-const durationMs = Number(Deno.env.get("DURATION_S") ?? 10) * 1000;
 const maxInFlight = Number(Deno.env.get("MAX_IN_FLIGHT") ?? 256);
-const poolMax = Number(Deno.env.get("DB_POOL_MAX") ?? 10);
 const song = id(2, 1);
+
+/** A SQL timestamp (UTC, without time zone, like realtime.messages.inserted_at) from epoch ms. */
+function utc(epochMs: number): string {
+  return new Date(epochMs).toISOString().replace("T", " ").replace("Z", "");
+}
 
 async function seed(sql: postgres.Sql) {
   await createIdFunction(sql);
   // Room n is hosted by user n; every room is playing song 1 from seq 0, so every update of the
   // run is position-only (conflated), none a song or play/pause change (broadcast at once).
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select pg_temp.id(0, n), 'u' || n || '@bench.test', false from generate_series(1, ${rooms}) n`;
-  await sql`
-    insert into public.rooms (id, name, host_id, visibility)
-    select pg_temp.id(1, n), 'Room ' || n, pg_temp.id(0, n), 'public'
-    from generate_series(1, ${rooms}) n`;
+  await seedUsers(sql, [1, rooms]);
+  await seedRooms(sql, rooms);
   await sql`
     insert into public.songs (id, title, artist, duration_ms)
     values (${song}, 'A long song', 'Bench', 3600000)`;
@@ -55,7 +46,7 @@ async function seed(sql: postgres.Sql) {
   await sql`vacuum analyze`;
 }
 
-await withThrowawayStack({ api: 54411, db: 54412 }, async ({ apiUrl, dbUrl }) => {
+await withThrowawayStack({ api: 54411, db: 54412 }, async ({ apiUrl, dbUrl, cluster }) => {
   const sql = postgres(dbUrl, { prepare: false, max: 1, onnotice: () => {} });
   try {
     await seed(sql);
@@ -66,12 +57,12 @@ await withThrowawayStack({ api: 54411, db: 54412 }, async ({ apiUrl, dbUrl }) =>
       })),
     );
     const ratePerS = rooms * updatesPerS;
-    const cluster = Object.entries(throwawaySettings).map(([k, v]) => `${k}=${v}`).join(", ");
+    const settings = Object.entries(throwawaySettings).map(([k, v]) => `${k}=${v}`).join(", ");
     console.log(
       `${rooms} rooms × ${updatesPerS} updates/s = ${ratePerS} requests/s asked for, ` +
         `${warmupMs / 1000} s warm-up + ${durationMs / 1000} s, ` +
         `at most ${maxInFlight} in flight; ` +
-        `DB_POOL_MAX=${poolMax}; ${navigator.hardwareConcurrency} CPUs; cluster: ${cluster}`,
+        `DB_POOL_MAX=${poolMax}; ${navigator.hardwareConcurrency} CPUs; cluster: ${settings}`,
     );
 
     const { run, cpu } = await measuredLoad({
@@ -88,7 +79,7 @@ await withThrowawayStack({ api: 54411, db: 54412 }, async ({ apiUrl, dbUrl }) =>
       warmupMs,
       durationMs,
       countBodiesContaining: `"applied":false`,
-    });
+    }, cluster.dataDir);
     // Let the last windows (500 ms) flush.
     for (let i = 0; i < 100; i++) {
       const [{ open }] = await sql`select count(*)::int as open from private.broadcast_windows`;
@@ -96,7 +87,7 @@ await withThrowawayStack({ api: 54411, db: 54412 }, async ({ apiUrl, dbUrl }) =>
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
-    const figs = figures(run);
+    const figs = loadFigures(run);
     const seconds = durationMs / 1000;
     const achieved = round(run.sent / seconds);
     const applied = run.ok - run.matching;

@@ -11,7 +11,7 @@
 //   chat-send ×1, one room the same 32 loops and users, all into ONE room: what a hot room takes
 //   naive ×1 / ×10         the same requests to a chat-send without batching: insert +
 //                          realtime.send per message in the request's transaction
-//                          (bench/ingest/functions/chat-send-naive + bench/ingest/naive.ts),
+//                          (bench/naive/functions/chat-send-naive + bench/naive/sql.ts),
 //                          served by a second gateway in this process (:54403), sharing the
 //                          functions' pool and the JWT check
 //   round trips            chat-send ×1 and ×10 once more, ROUND_TRIP_REQUESTS (200) requests one
@@ -38,7 +38,7 @@
 // 1,000,000/s: take_tokens still runs and writes its bucket, it never refuses.
 // Prints acknowledged messages/s; Postgres CPU per message (all postgres processes of the window:
 // backends, the walsender decoding WAL for the Realtime stand-in, WAL writer, autovacuum, ...,
-// from /proc, bench/ingest/cpu.ts); the ratios one room / 64 rooms and to pgbench; per scenario
+// from /proc, bench/lib/cpu.ts); the ratios one room / 64 rooms and to pgbench; per scenario
 // the broadcasts per message and the added delay: for each message, its batch's
 // realtime.messages.inserted_at (UTC, without time zone) minus the message's created_at,
 // computed in SQL after the run.
@@ -49,26 +49,19 @@
 // CLIENTS, ROOMS, WARMUP_S, DURATION_S, ONE_ROOM_RATE, ONE_ROOM_USERS, PG_CLIENTS,
 // FLUSH_EVERY_MS, ROUND_TRIP_REQUESTS and DB_POOL_MAX change it.
 import postgres from "npm:postgres@3.4.9";
-import { summarize, writeResults } from "./lib.ts";
-import {
-  createIdFunction,
-  figures,
-  id,
-  measuredLoad,
-  type PostTarget,
-  round,
-  type RunAs,
-  timeCalls,
-} from "./ingest/client.ts";
-import { cpuLine } from "./ingest/cpu.ts";
-import { naiveStatements } from "./ingest/naive.ts";
+import { cpuLine } from "./lib/cpu.ts";
+import { loadFigures, loadSettings, type LoadTarget, measuredLoad } from "./lib/load.ts";
+import { ratiosLine, round, summarize, writeResults } from "./lib/results.ts";
+import { createIdFunction, id, pgbenchId, seedUsers } from "./lib/seed.ts";
+import { type RunAs, timeCalls } from "./lib/statement-timing.ts";
+import { serveNaiveGateway } from "./naive/gateway.ts";
+import { naiveStatements } from "./naive/sql.ts";
 import {
   connectionUser,
   drawRoom,
   oneMessage,
   type PgbenchResult,
   runPgbench,
-  sqlId,
 } from "./ingest/pgbench.ts";
 import {
   pgbenchScriptOf,
@@ -77,23 +70,19 @@ import {
   startRoundTripCounter,
 } from "./ingest/round-trips.ts";
 import { closeDb } from "../supabase/functions/_shared/db.ts";
-import { createGateway, serveGateway } from "../local/gateway.ts";
 import { userToken } from "../local/keys.ts";
 import { throwawaySettings, withThrowawayStack } from "../local/throwaway.ts";
 
+const { warmupMs, durationMs, poolMax } = loadSettings;
 const clients = Number(Deno.env.get("CLIENTS") ?? 32);
 const roomsPerScenario = Number(Deno.env.get("ROOMS") ?? 64);
-const warmupMs = Number(Deno.env.get("WARMUP_S") ?? 2) * 1000;
-const durationMs = Number(Deno.env.get("DURATION_S") ?? 10) * 1000;
 const oneRoomRate = Number(Deno.env.get("ONE_ROOM_RATE") ?? 1000);
 const oneRoomUsers = Number(Deno.env.get("ONE_ROOM_USERS") ?? 80);
 const pgClients = Number(Deno.env.get("PG_CLIENTS") ?? 8);
 const flushEveryMs = Number(Deno.env.get("FLUSH_EVERY_MS") ?? 20);
 const roundTripRequests = Number(Deno.env.get("ROUND_TRIP_REQUESTS") ?? 200);
-const poolMax = Number(Deno.env.get("DB_POOL_MAX") ?? 10);
 const naivePort = 54403;
 const roundTripPort = 54404;
-const here = new URL("./ingest/", import.meta.url).pathname;
 
 // Rooms: each set its own, numbered in this order (id(1, n)), hosted by user 1 with users
 // 2..CLIENTS as listeners. The paced room is id(1, 100000), hosted by user 1001 with users
@@ -131,11 +120,7 @@ const body = (perRequest: number) =>
 
 async function seed(sql: postgres.Sql) {
   await createIdFunction(sql);
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select pg_temp.id(0, n), 'u' || n || '@bench.test', false
-    from (select generate_series(1, ${clients}) union all
-          select generate_series(1001, ${1000 + oneRoomUsers})) u (n)`;
+  await seedUsers(sql, [1, clients], [1001, 1000 + oneRoomUsers]);
   await sql`
     insert into public.rooms (id, name, host_id, visibility)
     select pg_temp.id(1, n), 'Room ' || n, pg_temp.id(0, 1), 'public'
@@ -234,7 +219,7 @@ const insertScript = () =>
   drawRoom(firstRoom["pgbench insert"], roomsPerScenario) +
   `\\set u random(1, ${clients})
 insert into public.messages (room_id, user_id, client_id, body)
-values (${sqlId(1, ":r")}, ${sqlId(0, ":u")},
+values (${pgbenchId(1, ":r")}, ${pgbenchId(0, ":u")},
         'pgb-' || :client_id || '-' || :n, 'message ' || :n || ': what a track, who is this?')
 on conflict on constraint messages_room_id_client_id_key do nothing;
 `;
@@ -250,7 +235,7 @@ function sendChatScript(set: string, trips: RoundTrip[], typeNames: Map<number, 
   const variables: Record<string, string> = {};
   const argument = (value: string | null) => {
     if (value === null) return "null";
-    if (/^[0-9a-f-]{36}$/.test(value)) return sqlId(1, ":r"); // the only id passed alone
+    if (/^[0-9a-f-]{36}$/.test(value)) return pgbenchId(1, ":r"); // the only id passed alone
     const json = value.startsWith("{") || value.startsWith("[") ? JSON.parse(value) : undefined;
     if (Array.isArray(json)) return oneMessage;
     if (typeof json?.sub === "string") {
@@ -279,16 +264,9 @@ where f.last_batch_at is null
 \\sleep ${flushEveryMs} ms
 `;
 
-await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env }) => {
+await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, cluster }) => {
   const sql = postgres(dbUrl, { prepare: false, max: 1, onnotice: () => {} });
-  const naiveServer = serveGateway(
-    await createGateway({ functionsDir: `${here}functions`, configPath: `${here}config.toml` }),
-    naivePort,
-    (line) =>
-      Deno.writeTextFileSync(`${env.TEST_CLUSTER_DIR}/naive-gateway.log`, line + "\n", {
-        append: true,
-      }),
-  );
+  const naiveServer = await serveNaiveGateway(naivePort, cluster.dir);
   const roundTrips = startRoundTripCounter(dbUrl, roundTripPort);
   try {
     await seed(sql);
@@ -297,11 +275,11 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
       tokens.set(n, await userToken(id(0, n)));
     }
     for (let n = 1001; n <= 1000 + oneRoomUsers; n++) tokens.set(n, await userToken(id(0, n)));
-    const cluster = Object.entries(throwawaySettings).map(([k, v]) => `${k}=${v}`).join(", ");
+    const settings = Object.entries(throwawaySettings).map(([k, v]) => `${k}=${v}`).join(", ");
     console.log(
       `${clients} clients (each its own user), ${roomsPerScenario} rooms per scenario, ` +
         `${warmupMs / 1000} s warm-up + ${durationMs / 1000} s per scenario; ` +
-        `DB_POOL_MAX=${poolMax}; ${navigator.hardwareConcurrency} CPUs; cluster: ${cluster}; ` +
+        `DB_POOL_MAX=${poolMax}; ${navigator.hardwareConcurrency} CPUs; cluster: ${settings}; ` +
         `room chat's rate limit raised to 1,000,000/s for the run`,
     );
     const ratio = (a: number, b: number) => round(a / b, 2);
@@ -309,8 +287,7 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
     // them (unnamed), with the windows' flusher beside them.
     const pgbenchInsert = (seconds: number) =>
       runPgbench({
-        dbUrl,
-        dir: env.TEST_CLUSTER_DIR,
+        cluster,
         name: "insert",
         script: insertScript(),
         clients,
@@ -323,8 +300,7 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
       seconds: number,
     ) =>
       runPgbench({
-        dbUrl,
-        dir: env.TEST_CLUSTER_DIR,
+        cluster,
         name: set.endsWith("one room") ? "send-chat-one-room" : "send-chat-64-rooms",
         script,
         variables,
@@ -346,7 +322,7 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
     console.log(
       `\npgbench insert      ${insert.calls_per_s.toFixed(1).padStart(8)} inserts/s  ` +
         `(latency avg ${insert.latency_average_ms} ms, ${clients} connections, -M prepared; ` +
-        `the same cluster, ${cluster}: not a durable-to-disk figure, the same footing as the ` +
+        `the same cluster, ${settings}: not a durable-to-disk figure, the same footing as the ` +
         `gateway's)\n  ${cpuLine(insert.cpu, "insert")} (pgbench's own in rest)`,
     );
 
@@ -360,7 +336,7 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
     for (const scenario of roomSets.map(([name]) => name).slice(1, 6)) {
       const perRequest = scenario.endsWith("×10") ? 10 : 1;
       const rooms = roomsOf(scenario);
-      const loops: PostTarget[][] = Array.from(
+      const loops: LoadTarget[][] = Array.from(
         { length: clients },
         (_, c) => rooms.map((room) => ({ room, token: tokens.get(c + 1)! })),
       );
@@ -371,9 +347,9 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
         okStatus: 202,
         warmupMs,
         durationMs,
-      });
+      }, cluster.dataDir);
       await drain(sql);
-      const figs = figures(run, perRequest);
+      const figs = loadFigures(run, perRequest);
       messagesPerS[scenario] = figs.acknowledged_units_per_s;
       const perRequestUs = cpu.cpu_us_per_unit.postgres;
       postgresUsPerMessage[scenario] = perRequestUs === null
@@ -421,7 +397,7 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
     };
     console.log(
       `\nRatios (acknowledged messages/s): ` +
-        Object.entries(ratios).map(([k, v]) => `${k} ${v.toFixed(2)}×`).join(", ") +
+        ratiosLine(ratios) +
         `\n  targets: one room ≥ 0.9× 64 rooms, chat-send ×1 ≥ 0.10× pgbench, ×10 ≥ 0.6× pgbench`,
     );
     console.log(
@@ -542,9 +518,9 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
       okStatus: 202,
       warmupMs,
       durationMs,
-    });
+    }, cluster.dataDir);
     await drain(sql);
-    const pacedFigs = figures(paced);
+    const pacedFigs = loadFigures(paced);
     const oneRoomSent = await broadcastFigures(sql, [oneRoom]);
     const achieved = round(paced.sent / (durationMs / 1000));
     const oneRoomResult = {
@@ -650,7 +626,7 @@ await withThrowawayStack({ api: 54401, db: 54402 }, async ({ apiUrl, dbUrl, env 
       cpus: navigator.hardwareConcurrency,
       cluster_settings: throwawaySettings,
       room_chat_rate_limit: "raised to 1,000,000/s for the run",
-      naive_path: "bench-only handler (bench/ingest/functions/chat-send-naive) behind a second " +
+      naive_path: "bench-only handler (bench/naive/functions/chat-send-naive) behind a second " +
         "gateway in this process: send_chat's checks and insert, realtime.send per message",
       pgbench_insert: insert,
       scenarios: results,

@@ -4,49 +4,32 @@
 // non-member, and the plans of every query the policy check runs. Target: p99 < 1 ms, index
 // scans only.
 import postgres from "npm:postgres@3.4.9";
-import { summarize, writeResults } from "./lib.ts";
+import { summarize, writeResults } from "./lib/results.ts";
+import { id, seedRoomsWithMembers, seedTimed } from "./lib/seed.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
 
 const probesPerCase = Number(Deno.env.get("PROBES") ?? 5000);
 const warmup = 500;
 
-async function seed(sql: postgres.Sql) {
-  console.log("Seeding 20,000 users, 10,000 rooms, 100,000 memberships, 1,000,000 messages...");
-  const started = performance.now();
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select ('00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, 'u' || n || '@bench.test', false
-    from generate_series(1, 20000) as n`;
-  // Room n is hosted by user n (the trigger adds the host membership).
-  await sql`
-    insert into public.rooms (id, name, host_id, visibility)
-    select ('10000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, 'Room ' || n,
-           ('00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
-           case when n % 5 = 0 then 'private' else 'public' end
-    from generate_series(1, 10000) as n`;
-  // Nine listeners per room, drawn from users 10,001..20,000.
-  await sql`
-    insert into public.room_members (room_id, user_id, role)
-    select ('10000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
-           ('00000000-0000-4000-8000-' || lpad(to_hex(10001 + (n * 9 + j) % 10000), 12, '0'))::uuid,
-           case when j = 0 then 'dj' else 'listener' end
-    from generate_series(1, 10000) as n, generate_series(0, 8) as j`;
-  // All of it gone out (each room's seq 1..100 in id order), so no flush sends it during the run.
-  await sql`
-    insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
-    select ('10000000-0000-4000-8000-' || lpad(to_hex(1 + m % 10000), 12, '0'))::uuid,
-           ('00000000-0000-4000-8000-' || lpad(to_hex(1 + m % 10000), 12, '0'))::uuid,
-           'bench-' || m, 'message ' || m, (m + 9999) / 10000, now()
-    from generate_series(1, 1000000) as m`;
-  await sql`vacuum analyze`;
-  const [counts] = await sql`
-    select (select count(*) from public.rooms)::int as rooms,
-           (select count(*) from public.room_members)::int as memberships,
-           (select count(*) from public.messages)::int as messages`;
-  console.log(
-    `Seeded ${JSON.stringify(counts)} in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+function seed(sql: postgres.Sql) {
+  return seedTimed(
+    sql,
+    "20,000 users, 10,000 rooms, 100,000 memberships, 1,000,000 messages",
+    async () => {
+      await seedRoomsWithMembers(sql, { users: 20000, rooms: 10000, membersFrom: 10001 });
+      // All of it gone out (each room's seq 1..100 in id order): no flush sends it during the run.
+      await sql`
+        insert into public.messages (room_id, user_id, client_id, body, seq, broadcast_at)
+        select pg_temp.id(1, 1 + m % 10000), pg_temp.id(0, 1 + m % 10000),
+               'bench-' || m, 'message ' || m, (m + 9999) / 10000, now()
+        from generate_series(1, 1000000) as m`;
+    },
+    async () =>
+      (await sql`
+        select (select count(*) from public.rooms)::int as rooms,
+               (select count(*) from public.room_members)::int as memberships,
+               (select count(*) from public.messages)::int as messages`)[0],
   );
-  return counts;
 }
 
 function claimsFor(sub: string) {
@@ -153,11 +136,11 @@ await withThrowawayStack({ api: 54351, db: 54352 }, async ({ dbUrl }) => {
   });
   try {
     const seeded = await seed(sql);
-    const room = "10000000-0000-4000-8000-000000001234";
+    const room = id(1, 0x1234);
     const topic = `room:${room}:chat`;
     const [{ member }] = await sql`
       select user_id as member from public.room_members where room_id = ${room} and role = 'listener' limit 1`;
-    const nonMember = "00000000-0000-4000-8000-000000000001"; // hosts room 1 only
+    const nonMember = id(0, 1); // hosts room 1 only
     const connection = await sql.reserve();
     try {
       await connection.unsafe(serverSideProbes);

@@ -4,7 +4,7 @@
 //   room-context        GET /functions/v1/room-context?room_id= (50 chat, 10 plays: one statement)
 //   history             GET /functions/v1/history?channel=room:{id}:chat&limit=100
 //   room-context-naive  the seed's getRecentContext: three queries one after another, each its
-//                       own transaction as the caller (bench/late-joiner/functions/), served by a
+//                       own transaction as the caller (bench/naive/functions/), served by a
 //                       second gateway in this process with the same JWT check
 // Prints requests/s and p50/p99/max per scenario, each p99 as a multiple of health's p99 in the
 // same run, and room-context's throughput over the naive one's. Target: room-context p99 < 15 ms
@@ -12,102 +12,63 @@
 // where the time goes, each statement's cost inside Postgres (timed there, one connection).
 // CLIENTS, WARMUP_S, DURATION_S and DB_POOL_MAX change the load and the functions' pool.
 import postgres from "npm:postgres@3.4.9";
-import { p99OverFloor, ratiosLine, summarize, writeResults } from "./lib.ts";
-import { type RunAs, timeCalls } from "./ingest/client.ts";
-import type { LoadJob, LoadResult } from "./late-joiner/load.ts";
-import { createGateway, serveGateway } from "../local/gateway.ts";
+import { figuresLine, loadFigures, loadSettings, runLoad } from "./lib/load.ts";
+import { p99OverFloor, ratiosLine, summarize, writeResults } from "./lib/results.ts";
+import { seedRoomsWithMembers, seedTimed } from "./lib/seed.ts";
+import { type RunAs, timeCalls } from "./lib/statement-timing.ts";
+import { serveNaiveGateway } from "./naive/gateway.ts";
 import { userToken } from "../local/keys.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
 
+const { warmupMs, durationMs, poolMax } = loadSettings;
 const clients = Number(Deno.env.get("CLIENTS") ?? 16);
-const warmupMs = Number(Deno.env.get("WARMUP_S") ?? 2) * 1000;
-const durationMs = Number(Deno.env.get("DURATION_S") ?? 10) * 1000;
-// The functions' pool (supabase/functions/_shared/db.ts reads the same variable). Kept at the
-// deployed default: the point is the endpoints as shipped, and both sides share this one pool.
-const poolMax = Number(Deno.env.get("DB_POOL_MAX") ?? 10);
+// DB_POOL_MAX, the functions' pool, is best kept at the deployed default: the point is the
+// endpoints as shipped, and both sides share this one pool.
 const naivePort = 54373;
-const here = new URL("./late-joiner/", import.meta.url).pathname;
 
-async function seed(sql: postgres.Sql) {
-  console.log("Seeding 5,000 users, 1,000 rooms, 1,000,000 messages, 100,000 plays...");
-  const started = performance.now();
-  // Ids readable by kind and number: 0 users, 1 rooms, 2 songs.
-  await sql`
-    create function pg_temp.id(kind int, n int) returns uuid language sql immutable as
-    $$ select (kind || '0000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid $$`;
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select pg_temp.id(0, n), 'u' || n || '@bench.test', false from generate_series(1, 5000) n`;
-  // Room n is hosted by user n (the trigger adds the host membership); one in five is private.
-  await sql`
-    insert into public.rooms (id, name, host_id, visibility)
-    select pg_temp.id(1, n), 'Room ' || n, pg_temp.id(0, n),
-           case when n % 5 = 0 then 'private' else 'public' end
-    from generate_series(1, 1000) n`;
-  // A dj and eight listeners per room from users 1,001..5,000: most belong to two or three rooms,
-  // so the RLS subquery (the caller's rooms) is not trivially one row.
-  await sql`
-    insert into public.room_members (room_id, user_id, role)
-    select pg_temp.id(1, n), pg_temp.id(0, 1001 + (n * 9 + j) % 4000),
-           case when j = 0 then 'dj' else 'listener' end
-    from generate_series(1, 1000) n, generate_series(0, 8) j`;
-  await sql`
-    insert into public.songs (id, title, artist, duration_ms)
-    select pg_temp.id(2, n), 'Song ' || n, 'Artist ' || n % 300, 150000 + n % 120 * 1000
-    from generate_series(1, 2000) n`;
-  // Chat interleaved across rooms as live rooms would write it; created_at grows with the id,
-  // 10 ms apart, so the seed's ORDER BY created_at and the endpoints' ORDER BY seq agree. All of
-  // it has gone out: each room's seq 1..1,000 in id order, broadcast when created.
-  await sql`
-    insert into public.messages (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
-    select pg_temp.id(1, 1 + m % 1000), pg_temp.id(0, 1 + m % 1000), 'bench-' || m,
-           'message ' || m || ': what a track, who is this?', t.at, (m + 999) / 1000, t.at
-    from generate_series(1, 1000000) m, lateral (select now() - (1000000 - m) * interval '10 ms') t (at)`;
-  await sql`
-    insert into public.play_history (room_id, song_id, played_at)
-    select pg_temp.id(1, 1 + p % 1000), pg_temp.id(2, 1 + p % 2000),
-           now() - (100000 - p) * interval '1 s'
-    from generate_series(1, 100000) p`;
-  await sql`
-    insert into public.playback_state (room_id, song_id, position_ms, is_playing, seq)
-    select pg_temp.id(1, n), pg_temp.id(2, 1 + n % 2000), 60000, true, 1
-    from generate_series(1, 1000) n`;
-  await sql`vacuum analyze`;
-  const [counts] = await sql`
-    select (select count(*) from public.rooms)::int as rooms,
-           (select count(*) from public.room_members)::int as memberships,
-           (select count(*) from public.messages)::int as messages,
-           (select count(*) from public.play_history)::int as plays,
-           (select count(*) from public.playback_state)::int as playback_states`;
-  console.log(
-    `Seeded ${JSON.stringify(counts)} in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+function seed(sql: postgres.Sql) {
+  return seedTimed(
+    sql,
+    "5,000 users, 1,000 rooms, 1,000,000 messages, 100,000 plays",
+    async () => {
+      await seedRoomsWithMembers(sql, { users: 5000, rooms: 1000, membersFrom: 1001 });
+      await sql`
+        insert into public.songs (id, title, artist, duration_ms)
+        select pg_temp.id(2, n), 'Song ' || n, 'Artist ' || n % 300, 150000 + n % 120 * 1000
+        from generate_series(1, 2000) n`;
+      // Chat interleaved across rooms as live rooms would write it; created_at grows with the
+      // id, 10 ms apart, so the seed's ORDER BY created_at and the endpoints' ORDER BY seq agree.
+      // All of it has gone out: each room's seq 1..1,000 in id order, broadcast when created.
+      await sql`
+        insert into public.messages
+          (room_id, user_id, client_id, body, created_at, seq, broadcast_at)
+        select pg_temp.id(1, 1 + m % 1000), pg_temp.id(0, 1 + m % 1000), 'bench-' || m,
+               'message ' || m || ': what a track, who is this?', t.at, (m + 999) / 1000, t.at
+        from generate_series(1, 1000000) m,
+             lateral (select now() - (1000000 - m) * interval '10 ms') t (at)`;
+      await sql`
+        insert into public.play_history (room_id, song_id, played_at)
+        select pg_temp.id(1, 1 + p % 1000), pg_temp.id(2, 1 + p % 2000),
+               now() - (100000 - p) * interval '1 s'
+        from generate_series(1, 100000) p`;
+      await sql`
+        insert into public.playback_state (room_id, song_id, position_ms, is_playing, seq)
+        select pg_temp.id(1, n), pg_temp.id(2, 1 + n % 2000), 60000, true, 1
+        from generate_series(1, 1000) n`;
+    },
+    async () =>
+      (await sql`
+        select (select count(*) from public.rooms)::int as rooms,
+               (select count(*) from public.room_members)::int as memberships,
+               (select count(*) from public.messages)::int as messages,
+               (select count(*) from public.play_history)::int as plays,
+               (select count(*) from public.playback_state)::int as playback_states`)[0],
   );
-  return counts;
 }
 
-/** One scenario's closed loop, in a Worker (bench/late-joiner/load.ts). */
-function load(job: LoadJob): Promise<LoadResult> {
-  const worker = new Worker(new URL("./late-joiner/load.ts", import.meta.url).href, {
-    type: "module",
-  });
-  return new Promise<LoadResult>((resolve, reject) => {
-    worker.onmessage = (event) => resolve(event.data);
-    worker.onerror = (event) => reject(event.error ?? new Error(event.message));
-    worker.postMessage(job);
-  }).finally(() => worker.terminate());
-}
-
-await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env }) => {
+await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, cluster }) => {
   const sql = postgres(dbUrl, { prepare: false, max: 1, onnotice: () => {} });
-  const naiveServer = serveGateway(
-    await createGateway({ functionsDir: `${here}functions`, configPath: `${here}config.toml` }),
-    naivePort,
-    // The same per-request log line, written the same way, as the stack's own gateway.
-    (line) =>
-      Deno.writeTextFileSync(`${env.TEST_CLUSTER_DIR}/naive-gateway.log`, line + "\n", {
-        append: true,
-      }),
-  );
+  const naiveServer = await serveNaiveGateway(naivePort, cluster.dir);
   try {
     const seeded = await seed(sql);
     // Every member of every seeded room (not supabase/seed.sql's two), with a token: a request
@@ -138,27 +99,16 @@ await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env 
     const results: Record<string, unknown> = {};
     const rps: Record<string, number> = {};
     const p99s: Record<string, number> = {};
+    // Every loop draws from all targets, each with its own seeded sequence: every scenario asks
+    // for the same rooms as the same members.
+    const loops = Array.from({ length: clients }, () => targets);
     for (const [name, url] of Object.entries(scenarios)) {
-      const run = await load({ url, targets, clients, warmupMs, durationMs });
-      rps[name] = Math.round((run.samplesMs.length / run.elapsedMs) * 1000 * 10) / 10;
-      const timing = summarize(run.samplesMs);
-      p99s[name] = timing.p99_ms;
-      results[name] = {
-        requests: timing.count,
-        requests_per_s: rps[name],
-        p50_ms: timing.p50_ms,
-        p99_ms: timing.p99_ms,
-        max_ms: timing.max_ms,
-        errors: run.errors,
-        first_error: run.firstError ?? null,
-        mean_response_bytes: run.meanBytes,
-      };
-      console.log(
-        `${name.padEnd(18)} ${String(timing.count).padStart(7)} requests  ` +
-          `${rps[name].toFixed(1).padStart(7)} req/s  p50 ${timing.p50_ms.toFixed(2)} ms  ` +
-          `p99 ${timing.p99_ms.toFixed(2)} ms  max ${timing.max_ms.toFixed(2)} ms  ` +
-          `errors ${run.errors}  ~${run.meanBytes} B/response`,
-      );
+      const run = await runLoad({ url, loops, okStatus: 200, warmupMs, durationMs });
+      const figures = loadFigures(run);
+      rps[name] = figures.requests_per_s;
+      p99s[name] = figures.p99_ms;
+      results[name] = figures;
+      console.log(`${figuresLine(name, figures)}  ~${run.meanBytes} B/response`);
       if (run.firstError) console.log(`  first error: ${run.firstError}`);
     }
     const ratio = Math.round((rps["room-context"] / rps["room-context-naive"]) * 100) / 100;
@@ -166,9 +116,9 @@ await withThrowawayStack({ api: 54371, db: 54372 }, async ({ apiUrl, dbUrl, env 
     const overHealth = p99OverFloor(p99s, "health (floor)");
     console.log(`p99 ÷ health p99 (same run): ${ratiosLine(overHealth)}`);
 
-    // Where the time goes: the same statements inside Postgres, for the same members (2,000
-    // calls, drawn across them), as bench/ingest/client.ts's timeCalls runs them: room-context
-    // and history as the functions call them, the naive queries as PostgREST runs them.
+    // Where the time goes: the same statements inside Postgres (bench/lib/statement-timing.ts),
+    // for the same members (2,000 calls, drawn across them): room-context and history as the
+    // functions call them, the naive queries as PostgREST runs them.
     const pairs = Array.from(
       { length: 2000 },
       (_, i) => members[((i + 1) * 7919) % members.length],

@@ -10,37 +10,35 @@
 //                    user drawn again adds a second connection. Both are counted and printed.
 // Each loop has its own slice of users, so no two loops touch the same user's rows.
 // Prints requests/s, p50/p99/max, errors (and the first error body), the CPU per request
-// (bench/ingest/cpu.ts), then each statement's cost inside Postgres (clock_timestamp, one
+// (bench/lib/cpu.ts), then each statement's cost inside Postgres (clock_timestamp, one
 // connection, as the other benches), and each p99 as a multiple of health's p99 in the same run.
 // Target (reported, never asserted): p99 < 15 ms.
 // The machine's CPUs are shared by the load client, the gateway and Postgres: run it again with
 // CLIENTS=4 for the unsaturated latency (results then go to presence-clients4.json).
 // CLIENTS, WARMUP_S, DURATION_S, POOL and DB_POOL_MAX change it.
 import postgres from "npm:postgres@3.4.9";
-import { p99OverFloor, ratiosLine, summarize, type Timing, writeResults } from "./lib.ts";
-import type { LoadJob, LoadResult } from "./late-joiner/load.ts";
+import { cpuLine } from "./lib/cpu.ts";
 import {
-  figures,
-  id,
+  figuresLine,
+  loadFigures,
+  type LoadJob,
+  type LoadResult,
+  loadSettings,
+  type LoadTarget,
   measuredLoad,
-  round,
-  type RunAs,
-  seedBigRoom,
-  timeCalls,
-} from "./ingest/client.ts";
-import type { PostTarget } from "./ingest/client.ts";
-import { cpuLine, cpuSnapshot, cpuUsed } from "./ingest/cpu.ts";
+} from "./lib/load.ts";
+import { p99OverFloor, ratiosLine, summarize, type Timing, writeResults } from "./lib/results.ts";
+import { id, seedBigRoom, seedTimed } from "./lib/seed.ts";
+import { type RunAs, timeCalls } from "./lib/statement-timing.ts";
 import { userToken } from "../local/keys.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
 
+const { warmupMs, durationMs, poolMax } = loadSettings;
 const clients = Number(Deno.env.get("CLIENTS") ?? 16);
-const warmupMs = Number(Deno.env.get("WARMUP_S") ?? 2) * 1000;
-const durationMs = Number(Deno.env.get("DURATION_S") ?? 10) * 1000;
 const pool = Number(Deno.env.get("POOL") ?? 20000);
-const poolMax = Number(Deno.env.get("DB_POOL_MAX") ?? 10);
 const present = 10000;
 const dbCalls = 2000;
-// Users (ids as bench/ingest/client.ts's id(0, n)): 1..10,000 present (user 1 hosts the room),
+// Users (ids as bench/lib/seed.ts's id(0, n)): 1..10,000 present (user 1 hosts the room),
 // 10,001..10,000 + POOL not yet present (the join scenario), then 2,000 more not present for the
 // in-database join timing. Every present user has one connection, seedConnection.
 const room = id(1, 1);
@@ -49,33 +47,33 @@ const dbJoinFirst = present + pool + 1;
 const lastUser = dbJoinFirst + dbCalls - 1;
 const seedConnection = "seed-tab-0001";
 
-async function seed(sql: postgres.Sql) {
-  console.log(
-    `Seeding ${lastUser.toLocaleString()} users, one room, ${present.toLocaleString()} present...`,
+function seed(sql: postgres.Sql) {
+  return seedTimed(
+    sql,
+    `${lastUser.toLocaleString()} users, one room, ${present.toLocaleString()} present`,
+    async () => {
+      await seedBigRoom(sql, room, lastUser);
+      // Present: one connection each, as presence_join would have left them (set-based, no
+      // broadcasts). Times are set by refresh() before every phase.
+      await sql`
+        insert into private.presence_connections (room_id, user_id, connection_id)
+        select ${room}, pg_temp.id(0, n), ${seedConnection} from generate_series(1, ${present}) n`;
+      await sql`
+        insert into private.presence_members
+          (room_id, user_id, info, is_host, connections, last_active)
+        select ${room}, pg_temp.id(0, n), jsonb_build_object('name', 'User ' || n), n = 1, 1, now()
+        from generate_series(1, ${present}) n`;
+      await sql`insert into private.presence_rooms (room_id, total) values (${room}, ${present})`;
+    },
+    async () =>
+      (await sql`
+        select (select count(*) from public.room_members where room_id = ${room})::int as members,
+               (select count(*) from private.presence_members where room_id = ${room})::int
+                 as present,
+               (select count(*) from private.presence_connections where room_id = ${room})::int
+                 as connections,
+               (select total from private.presence_rooms where room_id = ${room}) as total`)[0],
   );
-  const started = performance.now();
-  await seedBigRoom(sql, room, lastUser);
-  // Present: one connection each, as presence_join would have left them (set-based, no
-  // broadcasts). Times are set by refresh() before every phase.
-  await sql`
-    insert into private.presence_connections (room_id, user_id, connection_id)
-    select ${room}, pg_temp.id(0, n), ${seedConnection} from generate_series(1, ${present}) n`;
-  await sql`
-    insert into private.presence_members (room_id, user_id, info, is_host, connections, last_active)
-    select ${room}, pg_temp.id(0, n), jsonb_build_object('name', 'User ' || n), n = 1, 1, now()
-    from generate_series(1, ${present}) n`;
-  await sql`insert into private.presence_rooms (room_id, total) values (${room}, ${present})`;
-  await sql`vacuum analyze`;
-  const [counts] = await sql`
-    select (select count(*) from public.room_members where room_id = ${room})::int as members,
-           (select count(*) from private.presence_members where room_id = ${room})::int as present,
-           (select count(*) from private.presence_connections where room_id = ${room})::int
-             as connections,
-           (select total from private.presence_rooms where room_id = ${room}) as total`;
-  console.log(
-    `Seeded ${JSON.stringify(counts)} in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
-  return counts;
 }
 
 /**
@@ -95,24 +93,6 @@ async function refresh(sql: postgres.Sql) {
   // Without it the indexes keep the previous phases' versions of every row for autovacuum to
   // clear, and the range scans below wade through them: each phase starts clean.
   await sql`vacuum analyze private.presence_connections, private.presence_members`;
-}
-
-/** A GET closed loop (bench/late-joiner/load.ts) in a Worker, with the CPU of its window. */
-async function getLoad(job: LoadJob) {
-  const worker = new Worker(new URL("./late-joiner/load.ts", import.meta.url).href, {
-    type: "module",
-  });
-  const done = new Promise<LoadResult>((resolve, reject) => {
-    worker.onmessage = (event) => resolve(event.data);
-    worker.onerror = (event) => reject(event.error ?? new Error(event.message));
-    worker.postMessage(job);
-  }).finally(() => worker.terminate());
-  const start = new Promise<ReturnType<typeof cpuSnapshot>>((resolve) =>
-    setTimeout(() => resolve(cpuSnapshot()), job.warmupMs)
-  );
-  const run = await done;
-  const cpu = cpuUsed(await start, cpuSnapshot(), run.samplesMs.length - run.errors);
-  return { run, cpu };
 }
 
 /** One GET of the room's presence, checked: a summary with the expected total. */
@@ -147,7 +127,7 @@ async function checkGet(apiUrl: string, token: string, expected: number) {
 }
 
 const apiPort = 54431, dbPort = 54432;
-await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl }) => {
+await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl, cluster }) => {
   const sql = postgres(dbUrl, { prepare: false, max: 1, onnotice: () => {} });
   try {
     const seeded = await seed(sql);
@@ -161,7 +141,7 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
         `scenario; DB_POOL_MAX=${poolMax}; ${navigator.hardwareConcurrency} CPUs`,
     );
     // Loop c's users: n ≡ c (mod clients), of the present ones or of the pool.
-    const slice = (first: number, count: number, loop: number): PostTarget[] =>
+    const slice = (first: number, count: number, loop: number): LoadTarget[] =>
       Array.from({ length: count }, (_, i) => first + i)
         .filter((n) => n % clients === loop)
         .map((n) => ({ room, token: tokens.get(n)! }));
@@ -169,98 +149,58 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
       { length: present },
       (_, i) => ({ room, token: tokens.get(i + 1)! }),
     );
+    // GETs: every loop draws from all present users.
+    const getLoops = Array.from({ length: clients }, () => presentTargets);
 
     const results: Record<string, unknown> = {};
-    const report = (
+    /** One scenario at CLIENTS loops, every connection fresh first: its figures, with the CPU
+     * per request, printed (with `note` on the run) and kept in the results under `name`. */
+    const scenario = async (
       name: string,
-      figs: ReturnType<typeof figures>,
-      cpu: ReturnType<typeof cpuUsed>,
-      extra = "",
+      job: Pick<LoadJob, "url" | "body" | "loops" | "countBodiesContaining">,
+      note: (run: LoadResult) => string = () => "",
     ) => {
-      console.log(
-        `${name.padEnd(16)} ${String(figs.requests).padStart(6)} requests ` +
-          `${figs.requests_per_s.toFixed(1).padStart(7)} req/s  p50 ${
-            figs.p50_ms.toFixed(2)
-          } ms  ` +
-          `p99 ${figs.p99_ms.toFixed(2)} ms  max ${figs.max_ms.toFixed(2)} ms  ` +
-          `errors ${figs.errors}${extra}`,
+      await refresh(sql);
+      const { run, cpu } = await measuredLoad(
+        { ...job, okStatus: 200, warmupMs, durationMs },
+        cluster.dataDir,
       );
+      const figures = loadFigures(run);
+      results[name] = { ...figures, cpu };
+      console.log(figuresLine(name, figures) + note(run));
       console.log(`  ${cpuLine(cpu)}`);
-      if (figs.first_error) console.log(`  first error: ${figs.first_error}`);
-    };
-    const getFigures = (run: LoadResult) => {
-      const t: Timing = summarize(run.samplesMs);
-      return {
-        requests: t.count,
-        acknowledged: t.count - run.errors,
-        requests_per_s: round((t.count / run.elapsedMs) * 1000),
-        acknowledged_units_per_s: round(((t.count - run.errors) / run.elapsedMs) * 1000),
-        p50_ms: t.p50_ms,
-        p99_ms: t.p99_ms,
-        max_ms: t.max_ms,
-        errors: run.errors,
-        statuses: {},
-        first_error: run.firstError ?? null,
-        mean_response_bytes: run.meanBytes,
-      };
+      if (run.firstError) console.log(`  first error: ${run.firstError}`);
+      return run;
     };
 
     // health: the floor (gateway + JWT check + trivial queries) at the same concurrency.
-    {
-      await refresh(sql);
-      const { run, cpu } = await getLoad({
-        url: `${apiUrl}/functions/v1/health`,
-        targets: presentTargets,
-        clients,
-        warmupMs,
-        durationMs,
-      });
-      const figs = getFigures(run);
-      results["health (floor)"] = { ...figs, cpu };
-      report("health (floor)", figs, cpu);
-    }
+    await scenario("health (floor)", { url: `${apiUrl}/functions/v1/health`, loops: getLoops });
 
-    // GET presence as any present member.
-    {
-      await refresh(sql);
-      const before = await checkGet(apiUrl, tokens.get(2)!, present);
-      const { run, cpu } = await getLoad({
-        url: `${apiUrl}/functions/v1/presence?room_id={room}`,
-        targets: presentTargets,
-        clients,
-        warmupMs,
-        durationMs,
-      });
-      const figs = getFigures(run);
-      results["GET presence"] = { ...figs, check: before, cpu };
-      report("GET presence", figs, cpu, `  ~${run.meanBytes} B/response`);
-    }
+    // GET presence as any present member, checked once before.
+    await refresh(sql);
+    const getCheck = await checkGet(apiUrl, tokens.get(2)!, present);
+    await scenario(
+      "GET presence",
+      { url: `${apiUrl}/functions/v1/presence?room_id={room}`, loops: getLoops },
+      (run) => `  ~${run.meanBytes} B/response`,
+    );
+    results["GET presence"] = { ...results["GET presence"] as object, check: getCheck };
 
     // heartbeat: every present user's seeded connection, each loop its own users.
-    {
-      await refresh(sql);
-      const { run, cpu } = await measuredLoad({
-        url: `${apiUrl}/functions/v1/presence`,
-        body: JSON.stringify({
-          action: "heartbeat",
-          room_id: "{room}",
-          connection_id: seedConnection,
-        }),
-        loops: Array.from({ length: clients }, (_, c) => slice(1, present, c)),
-        okStatus: 200,
-        warmupMs,
-        durationMs,
-      });
-      const figs = figures(run);
-      results["heartbeat"] = { ...figs, cpu };
-      report("heartbeat", figs, cpu);
-    }
+    await scenario("heartbeat", {
+      url: `${apiUrl}/functions/v1/presence`,
+      body: JSON.stringify({
+        action: "heartbeat",
+        room_id: "{room}",
+        connection_id: seedConnection,
+      }),
+      loops: Array.from({ length: clients }, (_, c) => slice(1, present, c)),
+    });
 
     // join: a new connection_id every request ({id} = loop-n), as pool users.
-    let joinAdded = 0;
-    {
-      await refresh(sql);
-      const { run, cpu } = await measuredLoad({
+    const joins = await scenario(
+      "join",
+      {
         url: `${apiUrl}/functions/v1/presence`,
         body: JSON.stringify({
           action: "join",
@@ -269,26 +209,16 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
           user_info: { name: "Bench listener", avatar: "https://example.test/a.png" },
         }),
         loops: Array.from({ length: clients }, (_, c) => slice(poolFirst, pool, c)),
-        okStatus: 200,
-        warmupMs,
-        durationMs,
         countBodiesContaining: `"member_added":true`,
-      });
-      const figs = figures(run);
-      joinAdded = run.matching;
-      results["join"] = {
-        ...figs,
-        joins_adding_a_member: run.matching,
-        joins_adding_a_connection_to_a_present_member: run.ok - run.matching,
-        cpu,
-      };
-      report(
-        "join",
-        figs,
-        cpu,
-        `  (${run.matching} added a member, ${run.ok - run.matching} a 2nd+ connection)`,
-      );
-    }
+      },
+      (run) => `  (${run.matching} added a member, ${run.ok - run.matching} a 2nd+ connection)`,
+    );
+    const joinAdded = joins.matching;
+    results["join"] = {
+      ...results["join"] as object,
+      joins_adding_a_member: joins.matching,
+      joins_adding_a_connection_to_a_present_member: joins.ok - joins.matching,
+    };
     const [{ total: afterJoins }] = await sql`
       select total from private.presence_rooms where room_id = ${room}`;
     await refresh(sql);
@@ -313,7 +243,20 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
     // The entry points as the functions call them; the parts as `postgres` or, for the rights
     // check, with the caller's settings made first.
     const caller: RunAs = "caller, one statement";
-    const statements: Record<string, [string, { room: string; user: string }[], RunAs]> = {
+    type Timed = [statement: string, pairs: { room: string; user: string }[], runAs: RunAs];
+    /** The room's rows older than 60 s by `column` (table.column of private), counted with a
+     * cutoff from clock_timestamp() (`volatile`) or from now(). */
+    const staleCount = (column: string, volatile: boolean): Timed => {
+      const [table, field] = column.split(".");
+      const now = volatile ? "clock_timestamp()" : "now()";
+      return [
+        `select count(*) from private.${table} t
+         where t.room_id = $1 and t.${field} < ${now} - interval '60 seconds'`,
+        users(1, 1),
+        "postgres",
+      ];
+    };
+    const statements: Record<string, Timed> = {
       "presence_get": [`edge.presence_get($1)`, users(1, present), caller],
       "presence_heartbeat": [
         `edge.presence_heartbeat($1, '${seedConnection}')`,
@@ -344,30 +287,10 @@ await withThrowawayStack({ api: apiPort, db: dbPort }, async ({ apiUrl, dbUrl })
       // Both sweeps' cutoffs use clock_timestamp(), which is volatile: no index condition can
       // use it, so each is a scan of the room's every row. The same query with a cutoff that is
       // stable within the statement (now(); a variable in PL/pgSQL), for comparison:
-      "  stale conns, clock_timestamp()": [
-        `select count(*) from private.presence_connections c
-         where c.room_id = $1 and c.last_seen_at < clock_timestamp() - interval '60 seconds'`,
-        users(1, 1),
-        "postgres",
-      ],
-      "  stale conns, stable cutoff": [
-        `select count(*) from private.presence_connections c
-         where c.room_id = $1 and c.last_seen_at < now() - interval '60 seconds'`,
-        users(1, 1),
-        "postgres",
-      ],
-      "  inactive members, clock_ts()": [
-        `select count(*) from private.presence_members m
-         where m.room_id = $1 and m.last_active < clock_timestamp() - interval '60 seconds'`,
-        users(1, 1),
-        "postgres",
-      ],
-      "  inactive members, stable": [
-        `select count(*) from private.presence_members m
-         where m.room_id = $1 and m.last_active < now() - interval '60 seconds'`,
-        users(1, 1),
-        "postgres",
-      ],
+      "  stale conns, clock_timestamp()": staleCount("presence_connections.last_seen_at", true),
+      "  stale conns, stable cutoff": staleCount("presence_connections.last_seen_at", false),
+      "  inactive members, clock_ts()": staleCount("presence_members.last_active", true),
+      "  inactive members, stable": staleCount("presence_members.last_active", false),
     };
     const inDatabase: Record<string, Timing> = {};
     console.log(

@@ -18,9 +18,10 @@
 // long deliveries may still arrive after the last batch; a subscriber not SUBSCRIBED within
 // JOIN_TIMEOUT_S (60) of the start of the joins counts as failed.
 import postgres from "npm:postgres@3.4.9";
-import { lines, summarize, type Timing, writeResults } from "./lib.ts";
-import { id, round, seedBigRoom } from "./ingest/client.ts";
-import { cpuSnapshot, cpuUsed } from "./realtime-fanout/cpu.ts";
+import { cpuShareOfOneCore, cpuSnapshot } from "./lib/cpu.ts";
+import { round, summarize, timingLine, writeResults } from "./lib/results.ts";
+import { id, seedBigRoom } from "./lib/seed.ts";
+import { lines } from "../local/stream-lines.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
 
 const subscriberCount = Number(Deno.env.get("SUBSCRIBERS") ?? 1000);
@@ -31,10 +32,6 @@ const perBatch = Number(Deno.env.get("MESSAGES") ?? 10);
 const drainMs = Number(Deno.env.get("DRAIN_S") ?? 2) * 1000;
 const joinTimeoutS = Number(Deno.env.get("JOIN_TIMEOUT_S") ?? 60);
 const room = id(1, 1);
-
-const line = (d: Timing) =>
-  `p50 ${d.p50_ms.toFixed(1)}  p90 ${d.p90_ms.toFixed(1)}  p99 ${d.p99_ms.toFixed(1)}  ` +
-  `max ${d.max_ms.toFixed(1)} ms`;
 
 /** A child Deno process that speaks JSON lines on stdout and takes commands on stdin. */
 class Child {
@@ -127,7 +124,7 @@ await withThrowawayStack({ api: 54481, db: 54482 }, async ({ apiUrl, dbUrl, env,
     const firstJoinError = ready.find((r) => r.first_error)?.first_error ?? null;
     console.log(
       `Joined ${joined}/${subscriberCount} in ${(joinTotalMs / 1000).toFixed(2)} s ` +
-        `(each: ${line(joins)})` +
+        `(each: ${timingLine(joins)})` +
         (joinErrors ? `; ${joinErrors} refused or timed out first: ${firstJoinError}` : ""),
     );
 
@@ -144,9 +141,9 @@ await withThrowawayStack({ api: 54481, db: 54482 }, async ({ apiUrl, dbUrl, env,
       publisher: [publisher!.process.pid],
     });
     await publisher.expect("started");
-    const before = cpuSnapshot(pids(), cluster.dataDir);
+    const before = cpuSnapshot(cluster.dataDir, pids());
     const { batches } = await publisher.expect<Sent>("sent");
-    const cpu = cpuUsed(before, cpuSnapshot(pids(), cluster.dataDir));
+    const cpu = cpuShareOfOneCore(before, cpuSnapshot(cluster.dataDir, pids()));
     await publisher.end();
     await new Promise((resolve) => setTimeout(resolve, drainMs));
     await Promise.all(clients.map((c) => c.send("stop")));
@@ -185,16 +182,18 @@ await withThrowawayStack({ api: 54481, db: 54482 }, async ({ apiUrl, dbUrl, env,
     const sentForS = (batches.at(-1)!.committed_at - batches[0].started_at) / 1000;
     console.log(
       `Sent ${batches.length} batches in ${sentForS.toFixed(1)} s ` +
-        `(send_chat + flush: ${line(publishStep)}; the flush statement: ${line(flush)})`,
+        `(send_chat + flush: ${timingLine(publishStep)}; the flush statement: ${
+          timingLine(flush)
+        })`,
     );
     console.log(
       `Deliveries: expected ${expected}, received ${latencies.length}, lost ` +
         `${expected - latencies.length}${duplicates ? `, duplicates ${duplicates}` : ""}` +
         `${unknown ? `, unknown batches ${unknown}` : ""}`,
     );
-    console.log(`Latency commit -> receipt: ${line(latency)} (target p99 < 50 ms)`);
-    console.log(`  first receipt of a batch:   ${line(firstReceipt)}`);
-    console.log(`  first to last receipt:      ${line(spread)}`);
+    console.log(`Latency commit -> receipt: ${timingLine(latency)} (target p99 < 50 ms)`);
+    console.log(`  first receipt of a batch:   ${timingLine(firstReceipt)}`);
+    console.log(`  first to last receipt:      ${timingLine(spread)}`);
     console.log(
       `CPU over ${cpu.wall_s.toFixed(1)} s of publishing, % of one core (machine busy ` +
         `${cpu.machine_busy_pct_of_all_cpus}% of ${navigator.hardwareConcurrency} CPUs):`,

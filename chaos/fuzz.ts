@@ -27,11 +27,10 @@
 // their own.
 import { isDeepStrictEqual } from "node:util";
 import fc from "npm:fast-check@4.11.0";
-import { createClient } from "npm:@supabase/supabase-js@2.119.1";
 import { anonKey, jwtSecret, serviceRoleKey, userToken } from "../local/keys.ts";
 import { startGateway } from "../local/stack.ts";
 import { closeDb } from "../supabase/functions/_shared/db.ts";
-import type { TestUser } from "../local/testing.ts";
+import type { TestUser } from "../local/test-helpers.ts";
 
 // --- Figures and failures ----------------------------------------------------------------------
 
@@ -139,9 +138,9 @@ export interface FuzzTarget {
  * properties use, and watches the process for logged errors and unhandled rejections.
  */
 export async function startFuzzTarget(): Promise<FuzzTarget> {
-  // Imported here: testing.ts reads the stack's environment when it loads, which a runner that
+  // Imported here: test-helpers.ts reads the stack's environment when it loads, which a runner that
   // imports this module may set only later.
-  const { createCast, createRoom, withDb } = await import("../local/testing.ts");
+  const { createCast, createRoom, withDb } = await import("../local/test-helpers.ts");
   const problems: string[] = [];
   const originalError = console.error;
   console.error = (...args: unknown[]) => {
@@ -2291,7 +2290,7 @@ export function fuzzRoundTrips(target: FuzzTarget, options: FuzzOptions): Promis
  * chat:batch reaches a supabase-js private channel subscribed through this gateway.
  */
 export async function assertStillServes(target: FuzzTarget): Promise<void> {
-  const { subscribe, closeRealtime, poll } = await import("../local/testing.ts");
+  const { createUser, listenPrivate, poll, withDb } = await import("../local/test-helpers.ts");
   const health = await fetch(`${target.url}/functions/v1/health`, {
     headers: { authorization: `Bearer ${anonKey}` },
   });
@@ -2300,28 +2299,19 @@ export async function assertStillServes(target: FuzzTarget): Promise<void> {
   }
   await health.body?.cancel();
   // A fresh member: the fuzzed one may be past the chat rate limit.
-  const { createUser, withDb } = await import("../local/testing.ts");
   const sender = await withDb(async (sql) => {
     const user = await createUser(sql);
     await sql`insert into public.room_members (room_id, user_id, role)
               values (${target.room}, ${user.id}, 'listener')`;
     return user;
   });
-  const listener = createClient(target.url, anonKey, {
-    accessToken: () => Promise.resolve(target.member.token),
-  });
+  const listener = await listenPrivate<{ messages: { client_id: string }[] }>(
+    target.member.token,
+    `room:${target.room}:chat`,
+    { event: "chat:batch", url: target.url },
+  );
+  const received = () => listener.received.flatMap(({ payload }) => payload.messages);
   try {
-    const received: unknown[] = [];
-    const channel = listener.channel(`room:${target.room}:chat`, { config: { private: true } })
-      .on(
-        "broadcast",
-        { event: "chat:batch" },
-        ({ payload }) => received.push(...payload.messages),
-      );
-    const { status, error } = await subscribe(channel);
-    if (status !== "SUBSCRIBED") {
-      throw new Error(`a private channel subscribe answered ${status}: ${error?.message}`);
-    }
     const clientId = `after-fuzz-${crypto.randomUUID()}`;
     const sent = await fetch(`${target.url}/functions/v1/chat-send`, {
       method: "POST",
@@ -2336,15 +2326,15 @@ export async function assertStillServes(target: FuzzTarget): Promise<void> {
     }
     await sent.body?.cancel();
     const got = await poll(
-      () => Promise.resolve(received),
-      (all) => all.some((m) => (m as { client_id?: string }).client_id === clientId),
+      () => Promise.resolve(received()),
+      (all) => all.some((m) => m.client_id === clientId),
       5000,
     );
-    if (!got.some((m) => (m as { client_id?: string }).client_id === clientId)) {
+    if (!got.some((m) => m.client_id === clientId)) {
       throw new Error("the member's message was not broadcast on room:{id}:chat");
     }
   } finally {
-    await closeRealtime(listener);
+    await listener.close();
   }
   if (target.problems.length > 0) {
     throw new Error(`the gateway logged:\n${target.problems.join("\n")}`);

@@ -13,7 +13,7 @@
 // what is measured is the send path; `npm test`'s R1 keeps the limit and meets its 429s.
 import { existsSync } from "node:fs";
 import postgres from "npm:postgres@3.4.9";
-import { unexpectedBroadcastWarnings } from "../local/test.ts";
+import { unexpectedBroadcastWarnings } from "../local/run-tests.ts";
 import { withThrowawayStack } from "../local/throwaway.ts";
 import {
   type ChaosStack,

@@ -10,11 +10,11 @@
 //       pg_cron sweeper sends it
 //   R3  Postgres restarted under load: only 503 with Retry-After meanwhile, then everything
 //       acknowledged stored and broadcast once
+import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.9";
-import { createClient, type SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
-import { anonKey, userToken } from "../local/keys.ts";
-import { type Cluster, cluster, startCluster, stopCluster } from "../local/postgres.ts";
-import { throwawaySettings } from "../local/throwaway.ts";
+import { userToken } from "../local/keys.ts";
+import { type Cluster, startCluster, stopCluster } from "../local/postgres.ts";
+import { throwawayClusterOfEnv } from "../local/throwaway.ts";
 import {
   acknowledged,
   type ChatMessage,
@@ -290,41 +290,37 @@ function ledgerViolations(ledger: Ledger, violations: string[]): void {
   if (more > 0) violations.push(`(and ${more} more of the above)`);
 }
 
-/** local/testing.ts, imported when first needed: it reads the stack's environment when it
+/** local/test-helpers.ts, imported when first needed: it reads the stack's environment when it
  * loads, which `npm run chaos` sets only once its stack is up (chaos/fuzz.ts needs it then). */
-const testing = () => import("../local/testing.ts");
+const testing = () => import("../local/test-helpers.ts");
 
 /**
  * A real supabase-js subscriber per room on its private `room:{id}:chat`, signed in as a
  * member, recording the messages of every chat:batch it receives, in the order received.
  */
 class ChatSubscribers {
-  readonly received = new Map<string, { id: number; seq: number }[]>();
-
-  private constructor(readonly clients: SupabaseClient[]) {}
+  private constructor(
+    readonly listeners: Map<string, Awaited<ReturnType<typeof listenToChat>>>,
+  ) {}
 
   static async start(apiUrl: string, rooms: string[], token: string): Promise<ChatSubscribers> {
-    const { subscribe } = await testing();
-    const clients = rooms.map(() =>
-      createClient(apiUrl, anonKey, { accessToken: () => Promise.resolve(token) })
+    const listening = await Promise.allSettled(
+      rooms.map(async (room) => [room, await listenToChat(apiUrl, room, token)] as const),
     );
-    const subscribers = new ChatSubscribers(clients);
-    try {
-      await Promise.all(rooms.map(async (room, i) => {
-        const got: { id: number; seq: number }[] = [];
-        subscribers.received.set(room, got);
-        const channel = clients[i].channel(`room:${room}:chat`, { config: { private: true } })
-          .on("broadcast", { event: "chat:batch" }, ({ payload }) => {
-            for (const m of payload.messages) got.push({ id: m.id, seq: m.seq });
-          });
-        const { status, error } = await subscribe(channel);
-        if (status !== "SUBSCRIBED") throw new Error(`subscribing ${room}: ${status} ${error}`);
-      }));
-    } catch (error) {
+    const subscribers = new ChatSubscribers(
+      new Map(listening.flatMap((l) => l.status === "fulfilled" ? [l.value] : [])),
+    );
+    const refused = listening.find((l) => l.status === "rejected");
+    if (refused) {
       await subscribers.close();
-      throw error;
+      throw (refused as PromiseRejectedResult).reason;
     }
     return subscribers;
+  }
+
+  /** The messages `room`'s subscriber received, batch after batch. */
+  received(room: string): { id: number; seq: number }[] {
+    return this.listeners.get(room)!.received.flatMap(({ payload }) => payload.messages);
   }
 
   /**
@@ -335,11 +331,11 @@ class ChatSubscribers {
     const complain = limited(violations);
     const deadline = Date.now() + boundMs;
     const behind = () =>
-      [...byRoom].some(([room, stored]) => this.received.get(room)!.length < stored.length);
+      [...byRoom].some(([room, stored]) => this.received(room).length < stored.length);
     while (behind() && Date.now() < deadline) await sleep(100);
     let received = 0;
     for (const [room, stored] of byRoom) {
-      const got = this.received.get(room)!;
+      const got = this.received(room);
       received += got.length;
       const misfit = got.findIndex((m, i) => m.seq !== i + 1 || stored[i]?.id !== m.id);
       if (got.length !== stored.length || misfit >= 0) {
@@ -353,9 +349,17 @@ class ChatSubscribers {
   }
 
   async close(): Promise<void> {
-    const { closeRealtime } = await testing();
-    await closeRealtime(...this.clients);
+    await Promise.all([...this.listeners.values()].map((listener) => listener.close()));
   }
+}
+
+/** A member's subscriber of `room`'s chat through the gateway at `apiUrl`. */
+async function listenToChat(apiUrl: string, room: string, token: string) {
+  const { listenPrivate } = await testing();
+  return listenPrivate<{ messages: { id: number; seq: number }[] }>(token, `room:${room}:chat`, {
+    event: "chat:batch",
+    url: apiUrl,
+  });
 }
 
 /** R1's load in a Worker of its own (chaos/r1-worker.ts). */
@@ -369,6 +373,28 @@ function sendCrowdInWorker(plan: CrowdPlan): Promise<Ledger> {
     };
     worker.postMessage(plan);
   }).finally(() => worker.terminate());
+}
+
+/**
+ * A scenario's frame: a connection of its own, `seed`'s users and rooms on it (seedRooms), and
+ * the list `run` adds the broken invariants to; `run` returns the figures. The connection is
+ * closed afterwards, whatever happened.
+ */
+async function withSeededRooms(
+  stack: ChaosStack,
+  seed: Parameters<typeof seedRooms>[1],
+  run: (
+    scenario: Awaited<ReturnType<typeof seedRooms>> & { sql: postgres.Sql; violations: string[] },
+  ) => Promise<Record<string, unknown>>,
+): Promise<ScenarioResult> {
+  const violations: string[] = [];
+  const sql = connect(stack.dbUrl);
+  try {
+    const figures = await run({ ...await seedRooms(sql, seed), sql, violations });
+    return { figures, violations };
+  } finally {
+    await sql.end();
+  }
 }
 
 export interface R1Size {
@@ -388,52 +414,44 @@ export interface R1Size {
  * sent again later with the same client_id; 2 % of the requests abandoned mid-flight
  * (AbortController) and sent again within a second.
  */
-export async function r1Duplicates(stack: ChaosStack, size: R1Size): Promise<ScenarioResult> {
-  const violations: string[] = [];
-  const sql = connect(stack.dbUrl);
-  let subscribers: ChatSubscribers | undefined;
-  try {
-    const { people, rooms } = await seedRooms(sql, {
-      people: size.senders + 1,
-      rooms: size.rooms,
-      name: "R1",
-    });
+export function r1Duplicates(stack: ChaosStack, size: R1Size): Promise<ScenarioResult> {
+  const seed = { people: size.senders + 1, rooms: size.rooms, name: "R1" };
+  return withSeededRooms(stack, seed, async ({ sql, people, rooms, violations }) => {
     const [host, ...senders] = people;
-    subscribers = await ChatSubscribers.start(stack.apiUrl, rooms, host.token);
-    const run = crypto.randomUUID().slice(0, 8);
-    const gatewayLog = await gatewayLogFrom(stack.gatewayLog);
-    const ledger = await sendCrowdInWorker({
-      apiUrl: stack.apiUrl,
-      senders: senders.map((sender, i) => ({
-        token: sender.token,
-        rooms,
-        messages: Math.floor(size.messages / size.senders) +
-          (i < size.messages % size.senders ? 1 : 0),
-        prefix: `r1-${run}-${i}`,
-        seed: size.seed * 1000 + i,
-      })),
-      hotShare: 0.5,
-      maxPerRequest: 10,
-      resendShare: 0.1,
-      abandonShare: 0.02,
-      boundMs: requestBoundMs,
-      giveUpAt: Date.now() + size.boundS * 1000,
-    });
-    ledgerViolations(ledger, violations);
-    const drained = await waitUntilSent(sql, rooms, sweeperBoundMs);
-    if (drained.waiting > 0) {
-      violations.push(`${drained.waiting} stored messages had not gone out after 65 s`);
-    }
-    const [{ last_batch_at }] = await sql`
-      select max(broadcast_at) as last_batch_at from public.messages
-      where room_id = any(${rooms}::uuid[])`;
-    const checked = await checkChat(sql, rooms, ledger, violations);
-    const received = await subscribers.check(checked.byRoom, violations, 20_000);
-    const acked = acknowledged(ledger).length;
-    const sendingMs = ledger.lastAckAt - ledger.firstRequestAt;
-    return {
-      violations,
-      figures: {
+    const subscribers = await ChatSubscribers.start(stack.apiUrl, rooms, host.token);
+    try {
+      const run = crypto.randomUUID().slice(0, 8);
+      const gatewayLog = await gatewayLogFrom(stack.gatewayLog);
+      const ledger = await sendCrowdInWorker({
+        apiUrl: stack.apiUrl,
+        senders: senders.map((sender, i) => ({
+          token: sender.token,
+          rooms,
+          messages: Math.floor(size.messages / size.senders) +
+            (i < size.messages % size.senders ? 1 : 0),
+          prefix: `r1-${run}-${i}`,
+          seed: size.seed * 1000 + i,
+        })),
+        hotShare: 0.5,
+        maxPerRequest: 10,
+        resendShare: 0.1,
+        abandonShare: 0.02,
+        boundMs: requestBoundMs,
+        giveUpAt: Date.now() + size.boundS * 1000,
+      });
+      ledgerViolations(ledger, violations);
+      const drained = await waitUntilSent(sql, rooms, sweeperBoundMs);
+      if (drained.waiting > 0) {
+        violations.push(`${drained.waiting} stored messages had not gone out after 65 s`);
+      }
+      const [{ last_batch_at }] = await sql`
+          select max(broadcast_at) as last_batch_at from public.messages
+          where room_id = any(${rooms}::uuid[])`;
+      const checked = await checkChat(sql, rooms, ledger, violations);
+      const received = await subscribers.check(checked.byRoom, violations, 20_000);
+      const acked = acknowledged(ledger).length;
+      const sendingMs = ledger.lastAckAt - ledger.firstRequestAt;
+      return {
         senders: size.senders,
         rooms: size.rooms,
         requests: ledger.requests,
@@ -460,12 +478,11 @@ export async function r1Duplicates(stack: ChaosStack, size: R1Size): Promise<Sce
         last_batch_after_last_new_ack_ms: last_batch_at
           ? Math.max(0, last_batch_at.getTime() - ledger.lastNewAckAt)
           : null,
-      },
-    };
-  } finally {
-    await subscribers?.close();
-    await sql.end();
-  }
+      };
+    } finally {
+      await subscribers.close();
+    }
+  });
 }
 
 /** chaos/gateway-process.ts, running: its URL, and SIGKILL. */
@@ -529,71 +546,63 @@ export interface R2Size {
  * later. What it accepted must all go out within 60 s, each message in exactly one chat:batch:
  * pg_cron's sweeper (private.flush_due_windows) takes over.
  */
-export async function r2GatewayKill(stack: ChaosStack, size: R2Size): Promise<ScenarioResult> {
-  const violations: string[] = [];
-  const sql = connect(stack.dbUrl);
-  let gateway: GatewayProcess | undefined;
-  try {
-    const { people, rooms } = await seedRooms(sql, {
-      people: size.rooms + 1,
-      rooms: size.rooms,
-      name: "R2",
-    });
-    gateway = await GatewayProcess.start(stack.dbUrl, size.port);
-    const ledger = newLedger();
-    const run = crypto.randomUUID().slice(0, 8);
-    let made = 0;
-    const send = async (room: number, count: number) => {
-      const messages: ChatMessage[] = Array.from({ length: count }, () => {
-        const client_id = `r2-${run}-${made++}`;
-        return { client_id, body: `${client_id}: sent just before the crash` };
-      });
-      recordSend(ledger, rooms[room], messages);
-      const outcome = await postChat(gateway!.url, people[room + 1].token, rooms[room], messages, {
-        boundMs: requestBoundMs,
-      });
-      recordOutcome(ledger, messages, outcome, 0);
-      if (outcome.kind !== "accepted") violation(ledger, `a request was not accepted`);
-    };
-    // A first request per room, sent at once (the room's first batch); then one more right
-    // after that batch, which waits for the room's next interval.
-    await Promise.all(rooms.map((_, room) => send(room, size.messagesPerRoom)));
-    const first = await waitUntilSent(sql, rooms, 5_000, 2);
-    if (first.waiting > 0) violations.push("the rooms' first messages did not go out at once");
-    await Promise.all(rooms.map((_, room) => send(room, size.messagesPerRoom)));
-    const killedAt = Date.now();
-    await gateway.kill();
-    const [{ batched }] = await sql`
-      select max(broadcast_at) as batched from public.messages
-      where room_id = any(${rooms}::uuid[]) and seq is not null`;
-    const [{ pending }] = await sql`
-      select count(*)::int as pending from public.messages
-      where room_id = any(${rooms}::uuid[]) and seq is null`;
-    if (pending === 0) {
-      violations.push(
-        "no accepted message was waiting at the kill: the scenario tested nothing (too slow a machine?)",
-      );
-    }
-    // The dead process's last statements have ended by now: what waits is the sweeper's.
-    await sleep(1000);
-    const [{ left }] = await sql`
-      select count(*)::int as left from public.messages
-      where room_id = any(${rooms}::uuid[]) and seq is null`;
-    const drained = await waitUntilSent(sql, rooms, sweeperBoundMs);
-    const [{ last }] = await sql`
-      select max(broadcast_at) as last from public.messages
-      where room_id = any(${rooms}::uuid[])`;
-    const killToLastMs = last.getTime() - killedAt;
-    if (drained.waiting > 0 || killToLastMs > sweeperBoundMs) {
-      violations.push(
-        `${drained.waiting} message(s) still waiting; the last went out ${killToLastMs} ms after the kill (bound 60 s, plus 5 s for the sweeper)`,
-      );
-    }
-    ledgerViolations(ledger, violations);
-    const checked = await checkChat(sql, rooms, ledger, violations);
-    return {
-      violations,
-      figures: {
+export function r2GatewayKill(stack: ChaosStack, size: R2Size): Promise<ScenarioResult> {
+  const seed = { people: size.rooms + 1, rooms: size.rooms, name: "R2" };
+  return withSeededRooms(stack, seed, async ({ sql, people, rooms, violations }) => {
+    const gateway = await GatewayProcess.start(stack.dbUrl, size.port);
+    try {
+      const ledger = newLedger();
+      const run = crypto.randomUUID().slice(0, 8);
+      let made = 0;
+      const send = async (room: number, count: number) => {
+        const messages: ChatMessage[] = Array.from({ length: count }, () => {
+          const client_id = `r2-${run}-${made++}`;
+          return { client_id, body: `${client_id}: sent just before the crash` };
+        });
+        recordSend(ledger, rooms[room], messages);
+        const outcome = await postChat(gateway.url, people[room + 1].token, rooms[room], messages, {
+          boundMs: requestBoundMs,
+        });
+        recordOutcome(ledger, messages, outcome, 0);
+        if (outcome.kind !== "accepted") violation(ledger, `a request was not accepted`);
+      };
+      // A first request per room, sent at once (the room's first batch); then one more right
+      // after that batch, which waits for the room's next interval.
+      await Promise.all(rooms.map((_, room) => send(room, size.messagesPerRoom)));
+      const first = await waitUntilSent(sql, rooms, 5_000, 2);
+      if (first.waiting > 0) violations.push("the rooms' first messages did not go out at once");
+      await Promise.all(rooms.map((_, room) => send(room, size.messagesPerRoom)));
+      const killedAt = Date.now();
+      await gateway.kill();
+      const [{ batched }] = await sql`
+          select max(broadcast_at) as batched from public.messages
+          where room_id = any(${rooms}::uuid[]) and seq is not null`;
+      const [{ pending }] = await sql`
+          select count(*)::int as pending from public.messages
+          where room_id = any(${rooms}::uuid[]) and seq is null`;
+      if (pending === 0) {
+        violations.push(
+          "no accepted message was waiting at the kill: the scenario tested nothing (too slow a machine?)",
+        );
+      }
+      // The dead process's last statements have ended by now: what waits is the sweeper's.
+      await sleep(1000);
+      const [{ left }] = await sql`
+          select count(*)::int as left from public.messages
+          where room_id = any(${rooms}::uuid[]) and seq is null`;
+      const drained = await waitUntilSent(sql, rooms, sweeperBoundMs);
+      const [{ last }] = await sql`
+          select max(broadcast_at) as last from public.messages
+          where room_id = any(${rooms}::uuid[])`;
+      const killToLastMs = last.getTime() - killedAt;
+      if (drained.waiting > 0 || killToLastMs > sweeperBoundMs) {
+        violations.push(
+          `${drained.waiting} message(s) still waiting; the last went out ${killToLastMs} ms after the kill (bound 60 s, plus 5 s for the sweeper)`,
+        );
+      }
+      ledgerViolations(ledger, violations);
+      const checked = await checkChat(sql, rooms, ledger, violations);
+      return {
         rooms: size.rooms,
         messages_accepted: acknowledged(ledger).length,
         // From the rooms' last batch before the kill to the kill: their next batch was due
@@ -603,12 +612,11 @@ export async function r2GatewayKill(stack: ChaosStack, size: R2Size): Promise<Sc
         left_to_sweeper: left,
         kill_to_last_pending_out_s: seconds(killToLastMs),
         ...checked.figures,
-      },
-    };
-  } finally {
-    await gateway?.kill();
-    await sql.end();
-  }
+      };
+    } finally {
+      await gateway.kill();
+    }
+  });
 }
 
 export interface R3Size {
@@ -623,7 +631,7 @@ export interface R3Size {
 /**
  * R3: `senders` users keep sending (one request at a time, paced, resending what got 503 or no
  * answer with the same client_ids after Retry-After, as the client library does) while Postgres
- * is stopped and started again (pg_ctl stop -m fast, as local/tests/db-outage does). A probe
+ * is stopped and started again (pg_ctl stop -m fast, as health's db-outage test does). A probe
  * sends one message every 100 ms and retries every 100 ms regardless of Retry-After, to see
  * when the service is back. Meanwhile only 202, 503 with Retry-After and 429 may come back;
  * afterwards every acknowledged message is stored and broadcast exactly once.
@@ -738,16 +746,22 @@ export async function r3DbRestart(
   }
 }
 
-/** The test stack `npm test` made (local/test.ts passes it in the environment). */
-export function testStack(): ChaosStack & { cluster: Cluster } {
-  return {
+/**
+ * Runs `scenario` small on the test stack `npm test` made (local/run-tests.ts passes it in the
+ * environment), prints its figures, fails the test on any broken invariant, and returns the
+ * figures for what the test checks besides.
+ */
+export async function runOnTestStack<Size>(
+  scenario: (stack: ChaosStack & { cluster: Cluster }, size: Size) => Promise<ScenarioResult>,
+  size: Size,
+): Promise<Record<string, unknown>> {
+  const { figures, violations } = await scenario({
     apiUrl: Deno.env.get("SUPABASE_URL")!,
     dbUrl: Deno.env.get("SUPABASE_DB_URL")!,
     gatewayLog: `${Deno.env.get("TEST_CLUSTER_DIR")}/gateway.log`,
-    cluster: cluster(
-      Deno.env.get("TEST_CLUSTER_DIR")!,
-      Number(Deno.env.get("TEST_DB_PORT")),
-      throwawaySettings,
-    ),
-  };
+    cluster: throwawayClusterOfEnv(),
+  }, size);
+  console.log(JSON.stringify(figures));
+  assert.deepEqual(violations, []);
+  return figures;
 }

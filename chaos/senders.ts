@@ -7,7 +7,9 @@
 // The ledger also checks each answer as it comes: a client_id must always come back with the
 // same id, and `duplicate: true` only for what was stored before (an earlier acknowledgement,
 // or an earlier request whose fate the client cannot know: abandoned, unanswered, 5xx).
-// It is plain data (maps, arrays, numbers) so that a Worker can hand it over (chaos/r1-load.ts).
+// It is plain data (maps, arrays, numbers) so that a Worker can hand it over (chaos/r1-worker.ts).
+// Senders draw their choices from a seeded random source: the same scenario makes the same ones.
+import { seededRandom } from "../local/seeded-random.ts";
 
 export interface ChatMessage {
   client_id: string;
@@ -305,16 +307,6 @@ function checkAccepted(ledger: Ledger, messages: ChatMessage[], accepted: Accept
   });
 }
 
-/** A small seeded PRNG (mulberry32): the same scenario makes the same choices. */
-export function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** One of R1's senders: a user sending `messages` new messages over `rooms` as fast as it can. */
 export interface CrowdSender {
   token: string;
@@ -357,7 +349,7 @@ export async function sendCrowd(plan: CrowdPlan): Promise<Ledger> {
  */
 async function sendAs(plan: CrowdPlan, sender: CrowdSender): Promise<Ledger> {
   const ledger = newLedger();
-  const rand = random(sender.seed);
+  const rand = seededRandom(sender.seed);
   const pick = <T>(list: T[]) => list[Math.floor(rand() * list.length)];
   const resends = new Map<string, ChatMessage[]>(sender.rooms.map((room) => [room, []]));
   const retries: { dueAt: number; room: string; messages: ChatMessage[] }[] = [];
@@ -447,7 +439,7 @@ export async function sendPaced(
   { boundMs, exchanges }: { boundMs: number; exchanges: Exchange[] },
 ): Promise<Ledger> {
   const ledger = newLedger();
-  const rand = random(sender.seed);
+  const rand = seededRandom(sender.seed);
   for (let made = 0; !stop.requested;) {
     const messages: ChatMessage[] = [];
     for (let n = 1 + Math.floor(rand() * sender.maxPerRequest); n > 0; n--, made++) {

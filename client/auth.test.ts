@@ -51,6 +51,21 @@ function fakeSupabase(session: () => string, withAuth = true) {
 
 const seconds = (timers: FakeTimers) => Math.floor(timers.now() / 1000);
 
+/**
+ * A started TokenKeeper on fake time, over a fake supabase-js whose session holds a token of
+ * user "u" issued now for `lifetimeS`; tests replace `session.token` as supabase-js's refresh
+ * would.
+ */
+async function startedKeeper(lifetimeS: number) {
+  const timers = new FakeTimers();
+  const now = seconds(timers);
+  const session = { token: jwt({ sub: "u", iat: now, exp: now + lifetimeS }) };
+  const fake = fakeSupabase(() => session.token);
+  const keeper = new TokenKeeper({ supabase: fake.supabase, timers });
+  await keeper.start();
+  return { timers, now, session, fake, keeper };
+}
+
 Deno.test("decodeJwt reads a token's claims (base64url), and null for anything else", () => {
   assert.deepEqual(decodeJwt(jwt({ sub: "u-1", exp: 5, name: "Lucía ✓" })), {
     sub: "u-1",
@@ -63,17 +78,12 @@ Deno.test("decodeJwt reads a token's claims (base64url), and null for anything e
 });
 
 Deno.test("tokens: set before anything joins, asked again a minute before exp, then each new one", async () => {
-  const timers = new FakeTimers();
-  const now = seconds(timers);
-  let token = jwt({ sub: "u", iat: now, exp: now + 3600 });
-  const fake = fakeSupabase(() => token);
-  const keeper = new TokenKeeper({ supabase: fake.supabase, timers });
-  await keeper.start();
+  const { timers, now, session, fake, keeper } = await startedKeeper(3600);
   assert.deepEqual(fake.calls, [`setAuth ${now + 3600}`]);
   assert.equal(keeper.userId(), "u");
-  assert.equal(await keeper.token(), token);
+  assert.equal(await keeper.token(), session.token);
   // The session was refreshed meanwhile (a new token from supabase-js's getSession).
-  token = jwt({ sub: "u", iat: now + 3000, exp: now + 7200 });
+  session.token = jwt({ sub: "u", iat: now + 3000, exp: now + 7200 });
   await timers.advance(3539_000);
   assert.equal(fake.calls.length, 1, "not yet");
   await timers.advance(2000);
@@ -84,17 +94,12 @@ Deno.test("tokens: set before anything joins, asked again a minute before exp, t
 });
 
 Deno.test("tokens: a short token is asked again at 3/4 of its life, then every few seconds until a new one comes", async () => {
-  const timers = new FakeTimers();
-  const now = seconds(timers);
-  let token = jwt({ sub: "u", iat: now, exp: now + 4 });
-  const fake = fakeSupabase(() => token);
-  const keeper = new TokenKeeper({ supabase: fake.supabase, timers });
-  await keeper.start();
+  const { timers, now, session, fake, keeper } = await startedKeeper(4);
   await timers.advance(3000);
   assert.equal(fake.calls.length, 2, "at 3 s of 4");
   await timers.advance(500);
   assert.equal(fake.calls.length, 3, "still the same token: again in half the time left");
-  token = jwt({ sub: "u", iat: now + 3, exp: now + 3603 });
+  session.token = jwt({ sub: "u", iat: now + 3, exp: now + 3603 });
   await timers.advance(300);
   assert.equal(fake.calls.at(-1), `setAuth ${now + 3603}`);
   const count = fake.calls.length;
@@ -104,12 +109,7 @@ Deno.test("tokens: a short token is asked again at 3/4 of its life, then every f
 });
 
 Deno.test("tokens: supabase.auth's refresh events reach Realtime at once", async () => {
-  const timers = new FakeTimers();
-  const now = seconds(timers);
-  const token = jwt({ sub: "u", iat: now, exp: now + 3600 });
-  const fake = fakeSupabase(() => token);
-  const keeper = new TokenKeeper({ supabase: fake.supabase, timers });
-  await keeper.start();
+  const { now, fake, keeper } = await startedKeeper(3600);
   assert.ok(fake.listening);
   const refreshed = jwt({ sub: "u", iat: now + 10, exp: now + 3610 });
   fake.emit("TOKEN_REFRESHED", refreshed);

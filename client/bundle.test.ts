@@ -2,7 +2,7 @@
 // command, then a Node process imports the bundle next to the real supabase-js (which the
 // bundle leaves to the app), joins a room, sends a message, sees it come back, leaves.
 import assert from "node:assert/strict";
-import { createCast, createRoom, fixtureDb } from "../local/testing.ts";
+import { createCast, createRoom, fixtureDb } from "../local/test-helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const setup = fixtureDb();

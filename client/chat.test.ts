@@ -3,10 +3,10 @@
 import assert from "node:assert/strict";
 import { RoomChat } from "./chat.ts";
 import { ServerClock } from "./clock.ts";
-import { FunctionsHttp } from "./http.ts";
+import type { FunctionsHttp } from "./http.ts";
 import { Outbox } from "./outbox.ts";
 import { RoomPresence } from "./presence.ts";
-import { answer, errorAnswer, fakeFetch, type Responder } from "./testing/fake_fetch.ts";
+import { answer, errorAnswer, fakeFunctionsHttp, type Responder } from "./testing/fake_fetch.ts";
 import { FakeTimers } from "./testing/fake_timers.ts";
 import type { Member, Message } from "./types.ts";
 
@@ -45,14 +45,7 @@ function historyOf(last: () => number, missing = new Set<number>()): Responder {
 
 function setup(respond: Responder) {
   const timers = new FakeTimers();
-  const { fetch, requests } = fakeFetch(respond, () => timers.now());
-  const http = new FunctionsHttp({
-    functionsUrl: "http://functions.test/functions/v1",
-    apiKey: "anon",
-    accessToken: () => Promise.resolve("t"),
-    fetch,
-    now: () => timers.now(),
-  });
+  const { http, requests } = fakeFunctionsHttp(respond, timers);
   const outbox = new Outbox({ timers, send: () => Promise.resolve([]) });
   const chat = new RoomChat({ roomId, http, outbox, timers, pageSize: 3 });
   const events: [number[], string][] = [];
@@ -152,6 +145,17 @@ Deno.test("chat: loadOlder prepends the messages before the oldest held", async 
   assert.deepEqual(await chat.loadOlder(), []);
 });
 
+/** The room's presence, kept from snapshots and events only (no join of its own). */
+function presenceOf(http: FunctionsHttp, timers: FakeTimers): RoomPresence {
+  return new RoomPresence({
+    roomId,
+    http,
+    clock: new ServerClock({ now: () => timers.now() }),
+    timers,
+    enabled: false,
+  });
+}
+
 function member(user_id: string, is_host = false): Member {
   return { user_id, info: {}, is_host, connections: 1, last_active: new Date(0).toISOString() };
 }
@@ -164,13 +168,7 @@ Deno.test("presence: events apply after the snapshot by version; a skipped versi
     members: [member("a", true), member("b"), member("c")],
   };
   const { http, timers, requests } = setup(() => answer(200, snapshot));
-  const presence = new RoomPresence({
-    roomId,
-    http,
-    clock: new ServerClock({ now: () => timers.now() }),
-    timers,
-    enabled: false,
-  });
+  const presence = presenceOf(http, timers);
   const log: string[] = [];
   presence.on("member_added", (m) => log.push(`+${m.user_id}`));
   presence.on("member_removed", (m) => log.push(`-${m.user_id}`));
@@ -207,13 +205,7 @@ Deno.test("presence: events apply after the snapshot by version; a skipped versi
 
 Deno.test("presence: above 100 users the summary's count follows the events", () => {
   const { http, timers } = setup(() => answer(200, {}));
-  const presence = new RoomPresence({
-    roomId,
-    http,
-    clock: new ServerClock({ now: () => timers.now() }),
-    timers,
-    enabled: false,
-  });
+  const presence = presenceOf(http, timers);
   presence.loadSnapshot({
     type: "summary",
     version: 300,

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { ServerClock } from "./clock.ts";
 import { RoomPlayback } from "./playback.ts";
 import { FakeTimers } from "./testing/fake_timers.ts";
-import { between, seededRandom } from "./testing/random.ts";
+import { between, seededRandom } from "../local/seeded-random.ts";
 import type { PlaybackState } from "./types.ts";
 
 /** A local clock the test moves, and a server whose clock is `offset` ahead of it. */

@@ -143,13 +143,20 @@ function room(timers: FakeTimers, songId = "a", startMs = 30_000) {
   };
 }
 
-Deno.test("sync: attaching seeks to the room and plays; then drift is checked at most every 1.5 s", async () => {
+/** A FakePlayer and a room on the same fake timers, the player kept in sync with the room (once
+ * started), and the corrections that made. */
+function syncedPlayer() {
   const timers = new FakeTimers();
   const player = new FakePlayer(timers);
   const r = room(timers);
   const sync = new PlayerSync({ player, target: r.read, timers });
   const corrections: Correction[] = [];
   sync.on("correction", (c) => corrections.push(c));
+  return { timers, player, r, sync, corrections };
+}
+
+Deno.test("sync: attaching seeks to the room and plays; then drift is checked at most every 1.5 s", async () => {
+  const { timers, player, sync, corrections } = syncedPlayer();
   let reads = 0;
   const positionMs = player.positionMs.bind(player);
   player.positionMs = () => (reads++, positionMs());
@@ -169,12 +176,7 @@ Deno.test("sync: attaching seeks to the room and plays; then drift is checked at
 });
 
 Deno.test("sync: a player 150 ms ahead is slowed by 2 %, then put back to rate 1 once in sync", async () => {
-  const timers = new FakeTimers();
-  const player = new FakePlayer(timers);
-  const r = room(timers);
-  const sync = new PlayerSync({ player, target: r.read, timers });
-  const corrections: Correction[] = [];
-  sync.on("correction", (c) => corrections.push(c));
+  const { timers, player, r, sync, corrections } = syncedPlayer();
   sync.start();
   player.position += 150; // drifted ahead
   await timers.advance(1500);
@@ -191,10 +193,7 @@ Deno.test("sync: a player 150 ms ahead is slowed by 2 %, then put back to rate 1
 });
 
 Deno.test("sync: 600 ms behind is a seek; without setRate 300 ms is a seek and 100 ms is left", async () => {
-  const timers = new FakeTimers();
-  const player = new FakePlayer(timers);
-  const r = room(timers);
-  const sync = new PlayerSync({ player, target: r.read, timers });
+  const { timers, player, r, sync } = syncedPlayer();
   sync.start();
   player.position -= 600;
   await timers.advance(1500);
@@ -275,10 +274,7 @@ Deno.test("sync: a load that takes time seeks to where the room is once it is do
 });
 
 Deno.test("sync: stop puts a nudged rate back to 1 and checks no more", async () => {
-  const timers = new FakeTimers();
-  const player = new FakePlayer(timers);
-  const r = room(timers);
-  const sync = new PlayerSync({ player, target: r.read, timers });
+  const { timers, player, sync } = syncedPlayer();
   sync.start();
   player.position -= 100;
   await timers.advance(1500);

@@ -2,7 +2,7 @@
 // continuity (CLIENT.md guarantees 1–4). Each test uses rooms of its own; a "tab" is one
 // supabase-js client with one RoomsClient, as one browser tab would have.
 import assert from "node:assert/strict";
-import { createCast, createRoom, createUser, fixtureDb, withDb } from "../local/testing.ts";
+import { createCast, createRoom, createUser, fixtureDb, withDb } from "../local/test-helpers.ts";
 import type { Room } from "./mod.ts";
 import {
   assertContiguous,
@@ -10,9 +10,8 @@ import {
   shortToken,
   sleep,
   storedChat,
-  type Tab,
-  tabFor,
   until,
+  withTabs,
 } from "./testing/e2e.ts";
 
 const setup = fixtureDb();
@@ -81,20 +80,10 @@ function unsentCount(room: string): Promise<number> {
   });
 }
 
-async function withTabs(tabs: Tab[], test: () => Promise<void>) {
-  try {
-    await test();
-  } finally {
-    for (const tab of tabs) await tab.close();
-  }
-}
-
 Deno.test("late join while another user sends: the snapshot and the live messages, no gap, no duplicate", async () => {
   const room = rooms.lateJoin;
   await seedChat(room, sender, 60); // more than the snapshot's 50
-  const senderTab = tabFor(sender);
-  const late = tabFor(listener);
-  await withTabs([senderTab, late], async () => {
+  await withTabs([sender, listener], async ([senderTab, late]) => {
     const senderRoom = await senderTab.rooms.join(room, { presence: false });
     const sending = keepSending(senderRoom, 40, "during join");
     await sleep(300);
@@ -136,9 +125,7 @@ Deno.test("late join while another user sends: the snapshot and the live message
 
 Deno.test("the listener's socket dropped and restored while someone sends: every message once, in seq order", async () => {
   const room = rooms.socketDrop;
-  const senderTab = tabFor(sender);
-  const listenerTab = tabFor(listener);
-  await withTabs([senderTab, listenerTab], async () => {
+  await withTabs([sender, listener], async ([senderTab, listenerTab]) => {
     const senderRoom = await senderTab.rooms.join(room, { presence: false });
     const listenerRoom = await listenerTab.rooms.join(room);
     const states: string[] = [];
@@ -165,9 +152,7 @@ Deno.test("the listener's socket dropped and restored while someone sends: every
 
 Deno.test("a page that slept (socket closed, timers stopped) catches up when it wakes", async () => {
   const room = rooms.wake;
-  const senderTab = tabFor(sender);
-  const listenerTab = tabFor(listener);
-  await withTabs([senderTab, listenerTab], async () => {
+  await withTabs([sender, listener], async ([senderTab, listenerTab]) => {
     const senderRoom = await senderTab.rooms.join(room, { presence: false });
     const listenerRoom = await listenerTab.rooms.join(room, { presence: false });
     senderRoom.chat.send("before the sleep");
@@ -190,11 +175,9 @@ Deno.test("a page that slept (socket closed, timers stopped) catches up when it 
 
 Deno.test("a channel closed for an expired token is rejoined with a fresh one, without losing messages", async () => {
   const room = rooms.tokenExpiry;
-  const senderTab = tabFor(sender);
-  const listenerTab = tabFor(listener);
-  // The session's token expires in 3 s and the app cannot refresh it (offline, asleep).
-  listenerTab.token = await shortToken(listener, 3);
-  await withTabs([senderTab, listenerTab], async () => {
+  await withTabs([sender, listener], async ([senderTab, listenerTab]) => {
+    // The session's token expires in 3 s and the app cannot refresh it (offline, asleep).
+    listenerTab.token = await shortToken(listener, 3);
     const senderRoom = await senderTab.rooms.join(room, { presence: false });
     const listenerRoom = await listenerTab.rooms.join(room, { presence: false });
     const states: string[] = [];
@@ -219,10 +202,9 @@ Deno.test("a channel closed for an expired token is rejoined with a fresh one, w
 
 Deno.test("a token refreshed before it expires reaches Realtime in time: the channels never close", async () => {
   const room = rooms.tokenRefresh;
-  const listenerTab = tabFor(listener);
-  const expiring = await shortToken(listener, 4);
-  listenerTab.token = expiring;
-  await withTabs([listenerTab], async () => {
+  await withTabs([listener], async ([listenerTab]) => {
+    const expiring = await shortToken(listener, 4);
+    listenerTab.token = expiring;
     const listenerRoom = await listenerTab.rooms.join(room, { presence: false });
     const states: string[] = [];
     listenerRoom.on("state", (state) => states.push(state));
@@ -238,10 +220,9 @@ Deno.test("a token refreshed before it expires reaches Realtime in time: the cha
 
 Deno.test("a chat-send whose answer is lost after the commit: one stored message, the retry answers duplicate", async () => {
   const room = rooms.lost;
-  const tab = tabFor(sender);
   let lost = 0;
-  tab.net.intercept = (name) => (name === "chat-send" && lost++ === 0 ? "lose" : undefined);
-  await withTabs([tab], async () => {
+  await withTabs([sender], async ([tab]) => {
+    tab.net.intercept = (name) => (name === "chat-send" && lost++ === 0 ? "lose" : undefined);
     const joined = await tab.rooms.join(room, { presence: false });
     const message = joined.chat.send("exactly once");
     const id = await message.done;
@@ -265,8 +246,7 @@ Deno.test("a chat-send whose answer is lost after the commit: one stored message
 
 Deno.test("a 429 burst: 120 messages at once are all sent, in order, after Retry-After", async () => {
   const room = rooms.burst;
-  const tab = tabFor(sender);
-  await withTabs([tab], async () => {
+  await withTabs([sender], async ([tab]) => {
     const joined = await tab.rooms.join(room, { presence: false });
     const sent = Array.from({ length: 120 }, (_, i) => joined.chat.send(`burst ${i}`));
     const ids = await Promise.all(sent.map((m) => m.done));
@@ -287,8 +267,7 @@ Deno.test("a 429 burst: 120 messages at once are all sent, in order, after Retry
 
 Deno.test("offline: sends queue in order and leave when the network is back", async () => {
   const room = rooms.offline;
-  const tab = tabFor(sender);
-  await withTabs([tab], async () => {
+  await withTabs([sender], async ([tab]) => {
     const joined = await tab.rooms.join(room, { presence: false });
     tab.net.offline = (name) => name === "chat-send";
     const queued = ["uno", "dos", "tres"].map((body) => joined.chat.send(body));
@@ -308,8 +287,7 @@ Deno.test("offline: sends queue in order and leave when the network is back", as
 });
 
 Deno.test("join refusal: a non-member's channels are refused, the join rejects with not_a_member", async () => {
-  const tab = tabFor(outsider);
-  await withTabs([tab], async () => {
+  await withTabs([outsider], async ([tab]) => {
     await assert.rejects(
       tab.rooms.join(rooms.lateJoin),
       (e: unknown) => (e as { code?: string }).code === "not_a_member",

@@ -2,9 +2,9 @@
 // (CLIENT.md guarantee 8), the host's reports and the listeners' playback (5–7), the queue, and
 // leaving. A "tab" is one supabase-js client with one RoomsClient.
 import assert from "node:assert/strict";
-import { createCast, createRoom, fixtureDb, withDb } from "../local/testing.ts";
+import { createCast, createRoom, fixtureDb, withDb } from "../local/test-helpers.ts";
 import type { Member, Player, Room } from "./mod.ts";
-import { sleep, type Tab, tabFor, until } from "./testing/e2e.ts";
+import { sleep, until, withTabs } from "./testing/e2e.ts";
 
 const setup = fixtureDb();
 const { host, listener, dj } = await createCast(setup);
@@ -18,14 +18,6 @@ const [songA, songB] = await setup`insert into public.songs (title, artist, dura
                                    returning id`;
 await setup.end();
 
-async function withTabs(tabs: Tab[], test: () => Promise<void>) {
-  try {
-    await test();
-  } finally {
-    for (const tab of tabs) await tab.close();
-  }
-}
-
 const userIds = (room: Room) => room.presence.members?.list.map((m) => m.user_id).sort() ?? [];
 
 /** Records the presence events a room sees. */
@@ -38,10 +30,7 @@ function presenceLog(room: Room) {
 
 Deno.test("two joins of one user (two tabs): one member, counted once everywhere; gone with the last tab", async () => {
   const room = rooms.twoTabs;
-  const hostTab = tabFor(host);
-  const tab1 = tabFor(listener);
-  const tab2 = tabFor(listener);
-  await withTabs([hostTab, tab1, tab2], async () => {
+  await withTabs([host, listener, listener], async ([hostTab, tab1, tab2]) => {
     const watcher = await hostTab.rooms.join(room, { presence: { info: { name: "Host" } } });
     const log = presenceLog(watcher);
     const first = await tab1.rooms.join(room, { presence: { info: { name: "Lucía" } } });
@@ -84,10 +73,8 @@ Deno.test("two joins of one user (two tabs): one member, counted once everywhere
 
 Deno.test("a silent connection expires (member_removed); its heartbeat then gets 404 and joins again", async () => {
   const room = rooms.expiry;
-  const hostTab = tabFor(host);
   // A tab whose heartbeat does not come (a frozen page): only the first quick ones.
-  const silentTab = tabFor(listener, { heartbeatMs: 600_000 });
-  await withTabs([hostTab, silentTab], async () => {
+  await withTabs([host, [listener, { heartbeatMs: 600_000 }]], async ([hostTab, silentTab]) => {
     const watcher = await hostTab.rooms.join(room);
     const log = presenceLog(watcher);
     const silent = await silentTab.rooms.join(room);
@@ -125,9 +112,7 @@ Deno.test("a silent connection expires (member_removed); its heartbeat then gets
 
 Deno.test("page hide leaves presence with a keepalive request; page show joins again", async () => {
   const room = rooms.pageHide;
-  const hostTab = tabFor(host);
-  const tab = tabFor(dj);
-  await withTabs([hostTab, tab], async () => {
+  await withTabs([host, dj], async ([hostTab, tab]) => {
     const watcher = await hostTab.rooms.join(room);
     await tab.rooms.join(room);
     await until("joined", () => watcher.presence.members?.count === 2);
@@ -181,9 +166,7 @@ function fakePlayer() {
 
 Deno.test("the host reports 60 times a second: at most 2 calls a second, the song change at once, seq increasing; listeners follow", async () => {
   const room = rooms.host;
-  const hostTab = tabFor(host);
-  const listenerTab = tabFor(listener);
-  await withTabs([hostTab, listenerTab], async () => {
+  await withTabs([host, listener], async ([hostTab, listenerTab]) => {
     const hostRoom = await hostTab.rooms.join(room, { presence: false });
     const listenerRoom = await listenerTab.rooms.join(room);
     assert.ok(hostRoom.host, "the host gets the host controls");
@@ -258,10 +241,7 @@ Deno.test("the host reports 60 times a second: at most 2 calls a second, the son
 
 Deno.test("the queue: the host publishes it, listeners get it live, a late joiner in its snapshot", async () => {
   const room = rooms.queue;
-  const hostTab = tabFor(host);
-  const listenerTab = tabFor(listener);
-  const lateTab = tabFor(dj);
-  await withTabs([hostTab, listenerTab, lateTab], async () => {
+  await withTabs([host, listener, dj], async ([hostTab, listenerTab, lateTab]) => {
     const hostRoom = await hostTab.rooms.join(room, { presence: false });
     const listenerRoom = await listenerTab.rooms.join(room, { presence: false });
     assert.equal(listenerRoom.queue.state, null);
@@ -292,8 +272,7 @@ Deno.test("the queue: the host publishes it, listeners get it live, a late joine
 
 Deno.test("leave: state left, channels gone, presence left; the room can be joined again", async () => {
   const room = rooms.leave;
-  const tab = tabFor(listener);
-  await withTabs([tab], async () => {
+  await withTabs([listener], async ([tab]) => {
     const first = await tab.rooms.join(room);
     assert.equal(await tab.rooms.join(room), first, "joining a joined room gives that room");
     const states: string[] = [];

@@ -4,13 +4,12 @@
 import assert from "node:assert/strict";
 import { ServerClock } from "./clock.ts";
 import { PlaybackHost } from "./host.ts";
-import { FunctionsHttp } from "./http.ts";
 import { RoomPlayback } from "./playback.ts";
 import { RoomQueue } from "./queue.ts";
 import {
   answer,
   errorAnswer,
-  fakeFetch,
+  fakeFunctionsHttp,
   type RecordedRequest,
   type Responder,
 } from "./testing/fake_fetch.ts";
@@ -56,14 +55,7 @@ function setup(
   timers = new FakeTimers(),
   initial: PlaybackState | null = null,
 ) {
-  const { fetch, requests } = fakeFetch(respond, () => timers.now());
-  const http = new FunctionsHttp({
-    functionsUrl: "http://functions.test/functions/v1",
-    apiKey: "anon",
-    accessToken: () => Promise.resolve("host-token"),
-    fetch,
-    now: () => timers.now(),
-  });
+  const { http, requests } = fakeFunctionsHttp(respond, timers);
   const clock = new ServerClock({ now: () => timers.now() });
   const playback = new RoomPlayback(clock, timers);
   playback.apply(initial, "snapshot");

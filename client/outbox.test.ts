@@ -1,14 +1,14 @@
 // The outbox with an injected fetch (through FunctionsHttp, as rooms use it) and fake time:
 // retries with the same client_id, backoff, Retry-After, duplicates, 4xx, batching, storage.
 import assert from "node:assert/strict";
-import { FunctionsHttp, RoomsError } from "./http.ts";
+import { RoomsError } from "./http.ts";
 import { type Accepted, Outbox, type OutboxStorage, type StoredMessage } from "./outbox.ts";
 import { RoomChat } from "./chat.ts";
 import {
   accepted,
   answer,
   errorAnswer,
-  fakeFetch,
+  fakeFunctionsHttp,
   type RecordedRequest,
   type Responder,
 } from "./testing/fake_fetch.ts";
@@ -19,14 +19,7 @@ const roomId = "4f9c7c3e-0000-4000-8000-000000000001";
 /** An outbox sending chat-send through FunctionsHttp to `respond`. */
 function setup(respond: Responder, extra: Partial<ConstructorParameters<typeof Outbox>[0]> = {}) {
   const timers = new FakeTimers();
-  const { fetch, requests } = fakeFetch(respond, () => timers.now());
-  const http = new FunctionsHttp({
-    functionsUrl: "http://functions.test/functions/v1",
-    apiKey: "anon-key",
-    accessToken: () => Promise.resolve("user-token"),
-    fetch,
-    now: () => timers.now(),
-  });
+  const { http, requests } = fakeFunctionsHttp(respond, timers);
   const outbox = new Outbox({
     timers,
     send: async (messages) =>

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Browser, type BrowserContext, chromium, type Page } from "npm:playwright-core@1.65.2";
 import { browserPackages, ensurePackages } from "../local/postgres.ts";
-import { apiUrl, createUser, withDb } from "../local/testing.ts";
+import { apiUrl, createUser, withDb } from "../local/test-helpers.ts";
 import { ensureClientBundle } from "./serve.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -107,6 +107,19 @@ async function signIn(context: BrowserContext, email: string, room?: string): Pr
   await page.getByTestId("sign-in").click();
   await waitForState(page, "live");
   return page;
+}
+
+/** One of the seeded people, signed in to `room` in a browser profile of their own. */
+async function signInAs(browser: Browser, who: keyof typeof people, room: string): Promise<Page> {
+  return signIn(await person(browser), people[who].email, room);
+}
+
+/** A new room named `name`, with the host and the listener signed in to it. */
+async function hostAndListenerIn(browser: Browser, name: string) {
+  const room = await createRoom(name);
+  const host = await signInAs(browser, "host", room);
+  const listener = await signInAs(browser, "listener", room);
+  return { room, host, listener };
 }
 
 /** Another tab of a signed-in person (the session is in the profile's storage). */
@@ -297,9 +310,7 @@ browserTest(
 );
 
 browserTest("a message typed in one page appears once in the other", async (browser) => {
-  const room = await createRoom("Demo: chat");
-  const host = await signIn(await person(browser), people.host.email, room);
-  const listener = await signIn(await person(browser), people.listener.email, room);
+  const { room, host, listener } = await hostAndListenerIn(browser, "Demo: chat");
 
   await say(listener, "hello from the listener");
   await waitForMessage(host, "hello from the listener");
@@ -321,9 +332,7 @@ browserTest("a message typed in one page appears once in the other", async (brow
 browserTest(
   "the host queues a song, skips to it, pauses and plays; the listener follows",
   async (browser) => {
-    const room = await createRoom("Demo: queue");
-    const host = await signIn(await person(browser), people.host.email, room);
-    const listener = await signIn(await person(browser), people.listener.email, room);
+    const { room, host, listener } = await hostAndListenerIn(browser, "Demo: queue");
     await waitForText(listener, "now-playing", "Nothing playing");
     assert.equal(await listener.getByTestId("queue-item").count(), 0);
 
@@ -363,9 +372,7 @@ browserTest(
 browserTest(
   "a late joiner sees the recent chat and the host's song at the right position",
   async (browser) => {
-    const room = await createRoom("Demo: late join");
-    const host = await signIn(await person(browser), people.host.email, room);
-    const listener = await signIn(await person(browser), people.listener.email, room);
+    const { room, host, listener } = await hostAndListenerIn(browser, "Demo: late join");
     await host.getByTestId("play-pause").click();
     await startedSong(host);
     // A long seeded song: other test files add short songs to the shared catalogue, and one of
@@ -378,7 +385,7 @@ browserTest(
     await waitForMessage(listener, "four");
     await sleep(2500); // The song plays on.
 
-    const late = await signIn(await person(browser), people.dj.email, room);
+    const late = await signInAs(browser, "dj", room);
     assert.deepEqual(await bodies(late), said);
     assert.equal(await text(late, "now-playing"), "Low Orbit");
     await sleep(300);
@@ -397,7 +404,7 @@ browserTest(
 
 browserTest("presence counts a user with two tabs once", async (browser) => {
   const room = await createRoom("Demo: presence");
-  const host = await signIn(await person(browser), people.host.email, room);
+  const host = await signInAs(browser, "host", room);
   const listenerContext = await person(browser);
   const firstTab = await signIn(listenerContext, people.listener.email, room);
   const secondTab = await openTab(listenerContext, room);
@@ -421,7 +428,7 @@ browserTest(
   "the listener goes offline, the host keeps chatting; back online it shows every message once",
   async (browser) => {
     const room = await createRoom("Demo: offline");
-    const host = await signIn(await person(browser), people.host.email, room);
+    const host = await signInAs(browser, "host", room);
     const listenerContext = await person(browser);
     const listener = await signIn(listenerContext, people.listener.email, room);
     await say(host, "before");
@@ -497,7 +504,7 @@ browserTest("above 100 people the page shows the count and a summary", async (br
       }),
     );
   }
-  const host = await signIn(await person(browser), people.host.email, room);
+  const host = await signInAs(browser, "host", room);
   await waitForText(host, "presence-count", "102");
   const shownMembers = await host.getByTestId("presence-member").count();
   assert.ok(shownMembers > 0 && shownMembers <= 10, `${shownMembers} members shown`);

@@ -13,7 +13,7 @@ const commands = {
   stop: () => ["local/stack.ts", "stop"],
   reset: () => ["local/stack.ts", "reset"],
   // `npm test -- <files>` runs only those test files (.sql and .ts), on the same fresh stack.
-  test: (...files) => ["local/test.ts", ...files],
+  test: (...files) => ["local/run-tests.ts", ...files],
   // `npm run bench -- <name>` runs bench/<name>.ts.
   bench: (name, ...args) => [`bench/${name}.ts`, ...args],
   // `npm run chaos`: crash, restart and malformed-input scenarios at full size, with figures.

@@ -15,6 +15,18 @@ export const throwawaySettings = {
   full_page_writes: "off",
 };
 
+/**
+ * The cluster of the throw-away stack this process was started for (its `env`: a test under
+ * `npm test`), for tests that stop and start its database.
+ */
+export function throwawayClusterOfEnv(): Cluster {
+  return cluster(
+    Deno.env.get("TEST_CLUSTER_DIR")!,
+    Number(Deno.env.get("TEST_DB_PORT")),
+    throwawaySettings,
+  );
+}
+
 export interface ThrowawayStack {
   cluster: Cluster;
   apiUrl: string;

@@ -1,7 +1,9 @@
 // pgbench for bench/ingest.ts: the database's side measured without HTTP, the functions or
 // postgres.js. Scripts are written at run time into the throwaway cluster's folder.
-import { round } from "./client.ts";
-import { cpuSnapshot, cpuUsed } from "./cpu.ts";
+import type { Cluster } from "../../local/postgres.ts";
+import { cpuPerUnit, cpuSnapshot } from "../lib/cpu.ts";
+import { round } from "../lib/results.ts";
+import { pgbenchId } from "../lib/seed.ts";
 
 const binary = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"].find((file) => {
   try {
@@ -12,9 +14,9 @@ const binary = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"].find((file) => 
 }) ?? "pgbench";
 
 export interface PgbenchJob {
-  dbUrl: string;
-  /** Where the script files go. */
-  dir: string;
+  /** The stack's cluster: pgbench connects to it, its script files go into its folder, and the
+   * CPU of its processes is counted. */
+  cluster: Cluster;
   /** The script's file name (without .sql) and its text. */
   name: string;
   script: string;
@@ -35,7 +37,7 @@ export interface PgbenchResult {
   latency_average_ms: number | null;
   failed_transactions: number;
   /** The CPU used while it ran, per call; pgbench's own is in rest_of_machine. */
-  cpu: ReturnType<typeof cpuUsed>;
+  cpu: ReturnType<typeof cpuPerUnit>;
 }
 
 function spawn(job: PgbenchJob, clients: number, file: string) {
@@ -56,7 +58,7 @@ function spawn(job: PgbenchJob, clients: number, file: string) {
     [name, value],
   ) => ["-D", `${name}=${value}`]);
   const child = new Deno.Command(binary, {
-    args: [...args, ...variables, job.dbUrl],
+    args: [...args, ...variables, job.cluster.url],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -72,21 +74,21 @@ async function outputOf(child: Deno.ChildProcess) {
 
 /** Runs the job's script on `clients` connections for `seconds`; calls/s and CPU per call. */
 export async function runPgbench(job: PgbenchJob): Promise<PgbenchResult> {
-  const file = `${job.dir}/${job.name}.sql`;
+  const file = `${job.cluster.dir}/${job.name}.sql`;
   await Deno.writeTextFile(file, job.script);
   const { args, child } = spawn(job, job.clients, file);
   let alongside: Deno.ChildProcess | undefined;
   if (job.alongside) {
-    const alongsideFile = `${job.dir}/${job.alongside.name}.sql`;
+    const alongsideFile = `${job.cluster.dir}/${job.alongside.name}.sql`;
     await Deno.writeTextFile(alongsideFile, job.alongside.script);
     alongside = spawn(job, 1, alongsideFile).child;
   }
   // The CPU of the middle of the run, its connections open (their backends are gone at the end).
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   await sleep(500);
-  const before = cpuSnapshot();
+  const before = cpuSnapshot(job.cluster.dataDir);
   await sleep(Math.max(0, job.seconds * 1000 - 800));
-  const after = cpuSnapshot();
+  const after = cpuSnapshot(job.cluster.dataDir);
   const [main, side] = await Promise.all([outputOf(child), alongside && outputOf(alongside)]);
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(main.text);
   if (main.code !== 0 || !tps) throw new Error(`pgbench failed:\n${main.text}`);
@@ -102,16 +104,12 @@ export async function runPgbench(job: PgbenchJob): Promise<PgbenchResult> {
     calls_per_s: round(Number(tps[1])),
     latency_average_ms: latency ? Number(latency[1]) : null,
     failed_transactions: failed ? Number(failed[1]) : 0,
-    cpu: cpuUsed(before, after, (Number(tps[1]) * (after.at - before.at)) / 1000),
+    cpu: cpuPerUnit(before, after, (Number(tps[1]) * (after.at - before.at)) / 1000),
   };
 }
 
-/** Seed ids (bench/ingest/client.ts's id()) in pgbench's SQL, from a pgbench integer. */
-export const sqlId = (kind: number, n: string) =>
-  `('${kind}0000000-0000-4000-8000-' || lpad(to_hex(cast(${n} as int)), 12, '0'))::uuid`;
-
 /** The user of a pgbench connection, id(0, :client_id + 1): each connection is its own user. */
-export const connectionUser = sqlId(0, ":client_id + 1");
+export const connectionUser = pgbenchId(0, ":client_id + 1");
 
 /** One chat message as chat-send's body has it, unique per call, as jsonb text. */
 export const oneMessage = `('[{"client_id": "pgb-' || :client_id || '-' || :n || '", ` +

@@ -12,7 +12,7 @@
 // when its stdin closes.
 import { asCaller, backgroundDb, closeDb, db } from "../../supabase/functions/_shared/db.ts";
 import type { Claims } from "../../supabase/functions/_shared/auth.ts";
-import { id } from "../ingest/client.ts";
+import { id } from "../lib/seed.ts";
 
 const room = Deno.env.get("ROOM")!;
 const members = Number(Deno.env.get("MEMBERS"));

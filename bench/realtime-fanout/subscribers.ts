@@ -1,5 +1,5 @@
 // One client process of bench/realtime-fanout.ts: COUNT subscribers, users FIRST..FIRST+COUNT-1
-// (ids as bench/ingest/client.ts's id(0, n)), each its own supabase-js client (one WebSocket
+// (ids as bench/lib/seed.ts's id(0, n)), each its own supabase-js client (one WebSocket
 // each, the default vsn 2.0.0) with its own user token, on the private channel room:ROOM:chat.
 // It talks to the bench in lines:
 //   stdout {"type":"loaded"}      the clients exist, each with its token set
@@ -12,8 +12,8 @@
 //                                 across the processes of one machine)
 // Anything else goes to stderr.
 import { createClient, type SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
-import { id } from "../ingest/client.ts";
-import { lines } from "../lib.ts";
+import { id } from "../lib/seed.ts";
+import { lines } from "../../local/stream-lines.ts";
 import { userToken } from "../../local/keys.ts";
 
 const apiUrl = Deno.env.get("SUPABASE_URL")!;

@@ -1,11 +1,16 @@
 // Helpers for the client's end-to-end tests against the test stack (`npm test` sets the
-// environment): a signed-in user's supabase-js client (its session token given as a function,
-// which tests can change) with a RoomsClient on it, a fetch the tests can break, a page whose
-// events the tests fire, and waiting.
+// environment): tabs, each a signed-in user's supabase-js client (its session token given as a
+// function, which tests can change) with a RoomsClient on it, a fetch the tests can break and a
+// page whose events the tests fire; chat written and read in the database; and waiting.
 import assert from "node:assert/strict";
 import type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
 import { userToken } from "../../local/keys.ts";
-import { closeRealtime, realtimeClientFor, type TestUser, withDb } from "../../local/testing.ts";
+import {
+  closeRealtime,
+  realtimeClientFor,
+  type TestUser,
+  withDb,
+} from "../../local/test-helpers.ts";
 import { createRoomsClient, type RoomsClient, type RoomsClientOptions } from "../mod.ts";
 import type { Message } from "../types.ts";
 
@@ -80,7 +85,7 @@ export interface Tab {
 }
 
 /** One browser tab of `user`: its own supabase-js client and RoomsClient. */
-export function tabFor(user: TestUser, options: Partial<RoomsClientOptions> = {}): Tab {
+function tabFor(user: TestUser, options: Partial<RoomsClientOptions> = {}): Tab {
   const net = controllableFetch();
   const window = new EventTarget();
   const tab: Tab = {
@@ -102,6 +107,22 @@ export function tabFor(user: TestUser, options: Partial<RoomsClientOptions> = {}
     ...options,
   });
   return tab;
+}
+
+/**
+ * Runs `test` with one tab per user (a [user, options] pair: a tab with RoomsClient options of
+ * its own), in that order, and closes every tab afterwards, whatever happened.
+ */
+export async function withTabs(
+  users: (TestUser | [TestUser, Partial<RoomsClientOptions>])[],
+  test: (tabs: Tab[]) => Promise<void>,
+): Promise<void> {
+  const tabs = users.map((user) => Array.isArray(user) ? tabFor(...user) : tabFor(user));
+  try {
+    await test(tabs);
+  } finally {
+    for (const tab of tabs) await tab.close();
+  }
 }
 
 /** A user token that expires in `seconds`. */

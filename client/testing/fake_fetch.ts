@@ -1,4 +1,7 @@
-// A fetch for unit tests: records each request and answers with what the test's function says.
+// A fetch for unit tests: records each request and answers with what the test's function says;
+// and a FunctionsHttp on it, as a room uses one.
+import { FunctionsHttp } from "../http.ts";
+import type { FakeTimers } from "./fake_timers.ts";
 
 export interface RecordedRequest {
   url: URL;
@@ -14,15 +17,8 @@ export interface RecordedRequest {
 export type Responder = (request: RecordedRequest, index: number) => Response | Promise<Response>;
 
 /** JSON with a status (and headers). */
-export function answer(
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "Content-Type": "application/json", ...headers },
-  });
+export function answer(status: number, body: unknown, headers: Record<string, string> = {}) {
+  return Response.json(body, { status, headers });
 }
 
 /** The contract's error shape. */
@@ -34,7 +30,7 @@ export function errorAnswer(
   return answer(status, { error: { code, message: `${code} (test)` } }, headers);
 }
 
-export function fakeFetch(respond: Responder, now: () => number = Date.now) {
+function fakeFetch(respond: Responder, now: () => number = Date.now) {
   const requests: RecordedRequest[] = [];
   const fetch = async (
     input: string | URL | Request,
@@ -52,6 +48,22 @@ export function fakeFetch(respond: Responder, now: () => number = Date.now) {
     return await respond(request, requests.length - 1);
   };
   return { fetch: fetch as typeof globalThis.fetch, requests };
+}
+
+/**
+ * A FunctionsHttp whose calls go to `respond` (recorded in `requests`) on the fake time of
+ * `timers`, with the API key "anon-key" and the session token "user-token".
+ */
+export function fakeFunctionsHttp(respond: Responder, timers: FakeTimers) {
+  const { fetch, requests } = fakeFetch(respond, () => timers.now());
+  const http = new FunctionsHttp({
+    functionsUrl: "http://functions.test/functions/v1",
+    apiKey: "anon-key",
+    accessToken: () => Promise.resolve("user-token"),
+    fetch,
+    now: () => timers.now(),
+  });
+  return { http, requests };
 }
 
 /** chat-send's 202 for the messages of a request, with ids from `ids`. */

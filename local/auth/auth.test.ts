@@ -27,7 +27,7 @@ import {
   poll,
   subscribe,
   withDb,
-} from "../testing.ts";
+} from "../test-helpers.ts";
 
 const seededPassword = "whatssound-local";
 const seededRoom = "5e1ec7ed-0000-4000-8000-00000000b001";

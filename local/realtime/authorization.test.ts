@@ -11,7 +11,7 @@ import {
   realtimeClientFor,
   serviceRoleKey,
   subscribe,
-} from "../testing.ts";
+} from "../test-helpers.ts";
 import { startGateway } from "../stack.ts";
 import { castWithRooms, joined, refusal } from "./testing.ts";
 

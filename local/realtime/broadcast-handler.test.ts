@@ -5,7 +5,7 @@
 // binary payloads reach 2.0.0 sockets only, and header fields too long for a binary frame go as
 // text (protocol.ts).
 import assert from "node:assert/strict";
-import { anonKey, apiUrl, closeRealtime, realtimeClientFor } from "../testing.ts";
+import { anonKey, apiUrl, closeRealtime, realtimeClientFor } from "../test-helpers.ts";
 import { castWithRooms, events, joined, received, send, until, uuidPattern } from "./testing.ts";
 
 const { host, listener, dj, outsider, rooms } = await castWithRooms(3);

@@ -4,7 +4,7 @@
 // project's RLS decides who may track, at the track for a channel joined without presence.
 import assert from "node:assert/strict";
 import type { RealtimeChannel } from "npm:@supabase/supabase-js@2.119.1";
-import { closeRealtime, realtimeClientFor } from "../testing.ts";
+import { closeRealtime, realtimeClientFor } from "../test-helpers.ts";
 import { castWithRooms, joined, until, waitFor } from "./testing.ts";
 
 const { host, listener, outsider, rooms } = await castWithRooms(2);

@@ -5,7 +5,7 @@
 // authorization, connection (the wire), tokens, broadcast and presence handlers, replay, REST
 // broadcast, server.
 import assert from "node:assert/strict";
-import { closeRealtime, invoke, realtimeClientFor, withDb } from "../testing.ts";
+import { closeRealtime, invoke, realtimeClientFor, withDb } from "../test-helpers.ts";
 import { castWithRooms, events, joined, received, until, uuidPattern } from "./testing.ts";
 
 const { host, listener, rooms } = await castWithRooms(3);

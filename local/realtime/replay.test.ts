@@ -3,7 +3,7 @@
 // config.broadcast.replay gets the newest private rows since a moment, oldest first, once; a
 // public join, or a since that is no date, is refused.
 import assert from "node:assert/strict";
-import { closeRealtime, realtimeClientFor, subscribe } from "../testing.ts";
+import { closeRealtime, realtimeClientFor, subscribe } from "../test-helpers.ts";
 import {
   castWithRooms,
   joined,

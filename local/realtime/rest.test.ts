@@ -4,7 +4,13 @@
 import assert from "node:assert/strict";
 import type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
 import { signJwt, userToken } from "../keys.ts";
-import { anonKey, apiUrl, closeRealtime, realtimeClientFor, serviceRoleKey } from "../testing.ts";
+import {
+  anonKey,
+  apiUrl,
+  closeRealtime,
+  realtimeClientFor,
+  serviceRoleKey,
+} from "../test-helpers.ts";
 import { castWithRooms, events, joined, otherSecret, received, until } from "./testing.ts";
 
 const { host, listener, dj, outsider, anonymousListener, rooms } = await castWithRooms(1);

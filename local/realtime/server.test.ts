@@ -3,7 +3,7 @@
 // 4xx, never a 5xx.
 import assert from "node:assert/strict";
 import { signJwt, userToken } from "../keys.ts";
-import { anonKey, apiUrl, createUser, fixtureDb } from "../testing.ts";
+import { anonKey, apiUrl, createUser, fixtureDb } from "../test-helpers.ts";
 import { otherSecret, upgrade } from "./testing.ts";
 
 const setup = fixtureDb();

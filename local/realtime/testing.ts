@@ -16,7 +16,7 @@ import {
   realtimeClientFor,
   subscribe,
   withDb,
-} from "../testing.ts";
+} from "../test-helpers.ts";
 
 /** A JWT secret that is not the project's: tokens signed with it are forged. */
 export const otherSecret = "another-secret-that-is-at-least-32-characters-long";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { RealtimeChannel } from "npm:@supabase/supabase-js@2.119.1";
 import { signJwt, userToken } from "../keys.ts";
-import { closeRealtime, realtimeClientFor, subscribe } from "../testing.ts";
+import { closeRealtime, realtimeClientFor, subscribe } from "../test-helpers.ts";
 import {
   castWithRooms,
   joined,

@@ -8,21 +8,23 @@ import { userToken } from "../../../local/keys.ts";
 import {
   claimsOf,
   clientFor,
-  closeRealtime,
   createCast,
   createRoom,
   createUser,
   expectError,
+  expectInvalidRequest,
+  expectRateLimited,
   fixtureDb,
   holdTransaction,
   invoke,
+  listenPrivate,
   lockWaiters,
+  messageFields,
   poll,
-  realtimeClientFor,
-  subscribe,
   type TestUser,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
+import type { Message } from "../../../client/types.ts";
 
 const setup = fixtureDb();
 const { host, listener, outsider, anonymousListener } = await createCast(setup);
@@ -48,15 +50,6 @@ for (let i = 0; i < 3; i++) {
 }
 await setup.end();
 
-interface Message {
-  id: number;
-  seq: number;
-  room_id: string;
-  user_id: string;
-  client_id: string;
-  body: string;
-  created_at: string;
-}
 interface Batch {
   messages: Message[];
   /** The size of the published payload as JSON text (without the id realtime.send adds). */
@@ -186,15 +179,7 @@ Deno.test("202 with the accepted messages in request order, then one chat:batch 
   const batch = sent[0].messages;
   assert.deepEqual(batch.map((m) => [m.id, m.seq]), [[ids[0], 1], [ids[1], 2], [ids[2], 3]]);
   for (const [i, m] of batch.entries()) {
-    assert.deepEqual(Object.keys(m).sort(), [
-      "body",
-      "client_id",
-      "created_at",
-      "id",
-      "room_id",
-      "seq",
-      "user_id",
-    ]);
+    assert.deepEqual(Object.keys(m).sort(), messageFields);
     assert.equal(m.room_id, basicRoom);
     assert.equal(m.user_id, listener.id);
     assert.equal(m.client_id, messages[i].client_id);
@@ -246,15 +231,13 @@ Deno.test("many senders in many rooms at once: each message in exactly one well-
 
 Deno.test("16 users sending into one room at once: all stored, seq 1..N without a hole, received in seq order", async () => {
   // A member listening with the real supabase-js, joined before anything is sent.
-  const subscriber = realtimeClientFor(listener.token);
+  const subscriber = await listenPrivate<{ messages: Message[] }>(
+    listener.token,
+    `room:${crowdRoom}:chat`,
+    { event: "chat:batch" },
+  );
   try {
-    const channel = subscriber.channel(`room:${crowdRoom}:chat`, { config: { private: true } });
-    const received: Message[][] = [];
-    channel.on("broadcast", { event: "chat:batch" }, ({ payload }) => {
-      received.push(payload.messages);
-    });
-    const { status, error } = await subscribe(channel);
-    assert.equal(status, "SUBSCRIBED", error?.message);
+    const batches = () => subscriber.received.map(({ payload }) => payload.messages);
 
     // 16 users × 5 requests of 1 to 5 messages (15 a user), all at once.
     const requests: Promise<{ status: number; body: { accepted: Accepted[] } }>[] = [];
@@ -277,8 +260,9 @@ Deno.test("16 users sending into one room at once: all stored, seq 1..N without 
     assertWellFormedBatches(crowdRoom, all, rows);
 
     // The subscriber gets every message once, in seq order across its batches.
-    const deliveredCount = () => received.reduce((n, batch) => n + batch.length, 0);
+    const deliveredCount = () => batches().reduce((n, batch) => n + batch.length, 0);
     await poll(() => Promise.resolve(deliveredCount()), (n) => n >= accepted.length, 5000);
+    const received = batches();
     const delivered = received.flat();
     assert.deepEqual(
       delivered.map((m) => m.seq),
@@ -291,7 +275,7 @@ Deno.test("16 users sending into one room at once: all stored, seq 1..N without 
     for (const m of delivered) assert.equal(m.seq, seqOf.get(m.id));
     assert.ok(received.every((batch) => batch.length <= 200));
   } finally {
-    await closeRealtime(subscriber);
+    await subscriber.close();
   }
 });
 
@@ -364,13 +348,7 @@ Deno.test("over the rate limit: 429 rate_limited with Retry-After, and nothing s
   const first = await send(listener.client, rateRoom, fresh(50, "rate-ok"));
   assert.equal(first.status, 202, JSON.stringify(first.body));
   const refusedMessages = fresh(50, "rate-refused");
-  const refused = await send(listener.client, rateRoom, refusedMessages);
-  assert.equal(refused.status, 429, JSON.stringify(refused.body));
-  assert.equal(refused.body.error.code, "rate_limited");
-  assert.equal(typeof refused.body.error.message, "string");
-  const retryAfter = refused.headers.get("retry-after");
-  assert.match(retryAfter ?? "", /^[1-9]\d*$/, `Retry-After: ${retryAfter}`);
-  assert.equal(refused.headers.get("access-control-allow-origin"), "*");
+  await expectRateLimited(send(listener.client, rateRoom, refusedMessages), "over the limit");
   const stored = await withDb((sql) =>
     sql`select count(*)::int as n from public.messages
         where room_id = ${rateRoom} and client_id in ${
@@ -436,13 +414,7 @@ Deno.test("invalid requests are 400 invalid_request with the validation issues",
     ["a JSON array body", [{ room_id: basicRoom, messages: [ok] }]],
   ];
   for (const [what, payload] of cases) {
-    const error = await expectError(
-      invoke(listener.client, "chat-send", payload),
-      400,
-      "invalid_request",
-      what,
-    );
-    assert.ok(Array.isArray(error.details) && error.details.length > 0, `${what}: details`);
+    await expectInvalidRequest(invoke(listener.client, "chat-send", payload), what);
   }
   await expectError(
     invoke(listener.client, "chat-send", "this is not JSON"),

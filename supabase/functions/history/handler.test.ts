@@ -1,20 +1,16 @@
 // End to end through the test stack's gateway with the real supabase-js client.
 import assert from "node:assert/strict";
 import {
-  createCast,
-  createRoom,
+  createCastAndRooms,
   expectError,
-  fixtureDb,
   flushChat,
   invoke,
+  messageFields,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
-const setup = fixtureDb();
-const { host, listener, outsider, anonymousListener } = await createCast(setup);
-const room = await createRoom(setup, host, [listener, anonymousListener]);
+const { host, listener, outsider, anonymousListener, rooms: [room] } = await createCastAndRooms(1);
 const chat = `room:${room}:chat`;
-await setup.end();
 
 /** Stores `count` messages and sends them (they get their seq), as chat-send and its flush
  * would; with `flush: false` they are stored only, waiting to go out. */
@@ -53,15 +49,7 @@ Deno.test("chat history: newest first by default, with Messages as data", async 
   assert.deepEqual(items.map((i) => i.data.seq), [5, 4, 3]);
   assert.equal(items[0].event, "chat:message");
   assert.equal(items[0].id, items[0].data.id);
-  assert.deepEqual(Object.keys(items[0].data).sort(), [
-    "body",
-    "client_id",
-    "created_at",
-    "id",
-    "room_id",
-    "seq",
-    "user_id",
-  ]);
+  assert.deepEqual(Object.keys(items[0].data).sort(), messageFields);
   assert.equal(items[0].timestamp, Date.parse(items[0].data.created_at as string));
   assert.equal(typeof body.next_cursor, "string");
 });

@@ -7,42 +7,26 @@ import { callerQuery } from "../_shared/db.ts";
 import {
   claimsOf,
   clientFor,
-  closeRealtime,
-  createCast,
-  createRoom,
+  createCastAndRooms,
   expectError,
+  expectInvalidRequest,
   fixtureDb,
   holdTransaction,
   invoke,
+  listenPrivate,
   lockWaiters,
   poll,
-  realtimeClientFor,
-  subscribe,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
+import type { PlaybackState } from "../../../client/types.ts";
 
-const setup = fixtureDb();
-const { host, listener, dj, outsider, anonymousListener, members } = await createCast(setup);
-const immediateRoom = await createRoom(setup, host, members);
-const burstRoom = await createRoom(setup, host, members);
-const staleRoom = await createRoom(setup, host, members);
-const accessRoom = await createRoom(setup, host, members);
-const persistRoom = await createRoom(setup, host, members);
-const raceRoom = await createRoom(setup, host, members);
-const [songA, songB] = (await setup`insert into public.songs (title, artist, duration_ms)
-                                    values ('Song A', 'Artist', 180000), ('Song B', 'Artist', 200000)
-                                    returning id`).map((row) => row.id as string);
-await setup.end();
-
-interface PlaybackState {
-  room_id: string;
-  song_id: string | null;
-  position_ms: number;
-  is_playing: boolean;
-  seq: number;
-  updated_at: string;
-  server_time: number;
-}
+const { host, listener, dj, outsider, anonymousListener, rooms } = await createCastAndRooms(6);
+const [immediateRoom, burstRoom, staleRoom, accessRoom, persistRoom, raceRoom] = rooms;
+const [songA, songB] = await withDb(async (sql) =>
+  (await sql`insert into public.songs (title, artist, duration_ms)
+             values ('Song A', 'Artist', 180000), ('Song B', 'Artist', 200000)
+             returning id`).map((row) => row.id as string)
+);
 
 /** The playback:position broadcasts of a room, in the order they were written. */
 function broadcasts(room: string): Promise<(PlaybackState & { id?: string })[]> {
@@ -237,10 +221,7 @@ Deno.test("invalid states are 400 invalid_request", async () => {
     ["bad room_id", { ...valid, room_id: "nope" }],
     ["a JSON array", [valid]],
   ];
-  for (const [what, body] of cases) {
-    const error = await expectError(send(body), 400, "invalid_request", what);
-    assert.ok(Array.isArray(error.details) && error.details.length > 0, `${what}: details`);
-  }
+  for (const [what, body] of cases) await expectInvalidRequest(send(body), what);
   await expectError(send("not JSON"), 400, "invalid_request", "not JSON");
   await expectError(
     send({ ...valid, song_id: crypto.randomUUID() }),
@@ -303,13 +284,13 @@ function makeDue(channel: string) {
 
 Deno.test("a window flush racing a pause never leaves the older state as the last broadcast", async () => {
   const channel = `room:${raceRoom}:playback`;
-  const subscriber = realtimeClientFor(listener.token);
+  const subscriber = await listenPrivate<PlaybackState>(
+    listener.token,
+    channel,
+    { event: "playback:position" },
+  );
   try {
-    const live = subscriber.channel(channel, { config: { private: true } });
-    const received: PlaybackState[] = [];
-    live.on("broadcast", { event: "playback:position" }, ({ payload }) => received.push(payload));
-    const { status, error } = await subscribe(live);
-    assert.equal(status, "SUBSCRIBED", error?.message);
+    const seqsReceived = () => subscriber.received.map(({ payload }) => payload.seq);
     assert.equal((await send(play(raceRoom, 1, 0))).status, 202);
 
     // 1. The pause's transaction is open when the due window's flush starts: the flush waits for
@@ -365,13 +346,13 @@ Deno.test("a window flush racing a pause never leaves the older state as the las
     assert.deepEqual(sent.map((s) => s.seq), [1, 3, 4, 5, 6]);
 
     // What subscribers receive, in order, ends with the newest state, and so does persist_last.
-    await poll(() => Promise.resolve(received.at(-1)?.seq), (seq) => seq === 6, 3000);
-    assert.deepEqual(received.map((s) => s.seq), [1, 3, 4, 5, 6], "received in order");
+    await poll(() => Promise.resolve(seqsReceived().at(-1)), (seq) => seq === 6, 3000);
+    assert.deepEqual(seqsReceived(), [1, 3, 4, 5, 6], "received in order");
     const last = await invoke(host.client, `history?channel=${channel}&rewind=1`);
     assert.equal(last.status, 200);
     assert.equal(last.body.items[0].data.seq, 6, "persist_last holds the newest state");
     assert.equal(last.body.items[0].data.is_playing, false);
   } finally {
-    await closeRealtime(subscriber);
+    await subscriber.close();
   }
 });

@@ -3,27 +3,23 @@
 // subscriber, from history and room-context, and from the rows in the database.
 // Each test publishes on rooms of its own: the rate limit is per caller and channel.
 import assert from "node:assert/strict";
-import type { RealtimeChannel } from "npm:@supabase/supabase-js@2.119.1";
 import {
   apiUrl,
   clientFor,
-  closeRealtime,
-  createCast,
+  createCastAndRooms,
   createRoom,
   createUser,
   expectError,
-  fixtureDb,
+  expectRateLimited,
   invoke,
+  listenPrivate,
   poll,
-  realtimeClientFor,
   serviceRoleKey,
-  subscribe,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
-const setup = fixtureDb();
-const { host, listener, dj, outsider, anonymousListener, members } = await createCast(setup);
-const notified = await createUser(setup);
+const cast = await createCastAndRooms(10);
+const { host, listener, dj, outsider, anonymousListener } = cast;
 const [
   queueRoom,
   quietRoom,
@@ -35,8 +31,8 @@ const [
   validationRoom,
   rateRoom,
   corsRoom,
-] = await Promise.all(Array.from({ length: 10 }, () => createRoom(setup, host, members)));
-await setup.end();
+] = cast.rooms;
+const notified = await withDb((sql) => createUser(sql));
 
 const service = clientFor(serviceRoleKey);
 const publishUrl = `${apiUrl}/functions/v1/publish`;
@@ -67,6 +63,24 @@ function publish(body: unknown, client = host.client) {
   return invoke(client, "publish", body);
 }
 
+/** Asserts that `response` is a 202 for one message, first published (not a duplicate) with
+ * `id` on `channel` as `event`, and returns that answer. */
+function assertPublishedOnce(
+  response: Awaited<ReturnType<typeof publish>>,
+  { id, channel, event }: { id: string; channel: string; event: string },
+): Published {
+  assert.equal(response.status, 202, JSON.stringify(response.body));
+  const [published] = response.body.published as Published[];
+  assert.deepEqual({ ...published, timestamp: 0 }, {
+    id,
+    channel,
+    event,
+    timestamp: 0,
+    duplicate: false,
+  });
+  return published;
+}
+
 /** A POST of a raw body, for bodies supabase-js would not send as JSON. */
 function post(body: string, token = host.token): Promise<Response> {
   return fetch(publishUrl, {
@@ -93,20 +107,6 @@ function written(channel: string) {
   });
 }
 
-/** A private channel of `token`'s supabase-js client, subscribed, collecting its broadcasts. */
-async function listen(token: string, topic: string) {
-  const client = realtimeClientFor(token);
-  const got: { event: string; payload: Record<string, unknown> }[] = [];
-  const channel: RealtimeChannel = client.channel(topic, { config: { private: true } });
-  channel.on("broadcast", { event: "*" }, ({ event, payload }) => got.push({ event, payload }));
-  const { status, error } = await subscribe(channel);
-  if (status !== "SUBSCRIBED") {
-    await closeRealtime(client);
-    assert.fail(`join ${topic}: ${status} ${error?.message}`);
-  }
-  return { client, got };
-}
-
 /** A broadcast payload without the `id` Realtime adds to it. */
 function withoutRealtimeId(payload: Record<string, unknown>) {
   const { id: _id, ...rest } = payload;
@@ -116,7 +116,7 @@ function withoutRealtimeId(payload: Record<string, unknown>) {
 Deno.test("the host publishes the queue state: a subscriber gets it, history, rewind=1 and room-context serve it", async () => {
   const channel = queue(queueRoom);
   const payload = { songs: [{ id: "s1", title: "First" }, { id: "s2", title: "Second" }], v: 1 };
-  const subscriber = await listen(listener.token, channel);
+  const subscriber = await listenPrivate(listener.token, channel);
   try {
     const before = Date.now();
     const response = await publish({ channel, event: "queue:updated", payload });
@@ -131,9 +131,9 @@ Deno.test("the host publishes the queue state: a subscriber gets it, history, re
     assert.match(published.id, /^\d+$/, "without an id of its own, the message's number");
     assert.ok(published.timestamp >= before - 1000 && published.timestamp <= Date.now() + 1000);
 
-    await poll(() => Promise.resolve(subscriber.got), (got) => got.length > 0, 5000);
+    await poll(() => Promise.resolve(subscriber.received), (received) => received.length > 0, 5000);
     assert.deepEqual(
-      subscriber.got.map((m) => [m.event, withoutRealtimeId(m.payload)]),
+      subscriber.received.map((m) => [m.event, withoutRealtimeId(m.payload)]),
       [["queue:updated", payload]],
       "the subscriber receives the event with its payload",
     );
@@ -166,10 +166,10 @@ Deno.test("the host publishes the queue state: a subscriber gets it, history, re
       data: { songs: [], v: 2 },
       timestamp: next.body.published[0].timestamp,
     });
-    await poll(() => Promise.resolve(subscriber.got), (got) => got.length > 1, 5000);
-    assert.deepEqual(subscriber.got.map((m) => m.payload.v), [1, 2]);
+    await poll(() => Promise.resolve(subscriber.received), (received) => received.length > 1, 5000);
+    assert.deepEqual(subscriber.received.map((m) => m.payload.v), [1, 2]);
   } finally {
-    await closeRealtime(subscriber.client);
+    await subscriber.close();
   }
 });
 
@@ -224,16 +224,7 @@ Deno.test("the service role notifies a user with push: outbox row, and the user 
   const push = { title: "New follower", body: "Someone follows you" };
   const payload = { kind: "follow", by: host.id };
   const notification = { channel, event: "notification:follow", payload, push, id: "follow-1" };
-  const response = await publish(notification, service);
-  assert.equal(response.status, 202, JSON.stringify(response.body));
-  const [published] = response.body.published as Published[];
-  assert.deepEqual({ ...published, timestamp: 0 }, {
-    id: "follow-1",
-    channel,
-    event: "notification:follow",
-    timestamp: 0,
-    duplicate: false,
-  });
+  const published = assertPublishedOnce(await publish(notification, service), notification);
   const [kept] = (await written(channel)).kept;
   assert.ok(kept, "the notification is kept");
 
@@ -301,7 +292,7 @@ Deno.test("the service role notifies a user with push: outbox row, and the user 
 
 Deno.test("a batch is published in request order: answers, numbers, history and delivery", async () => {
   const channel = queue(batchRoom);
-  const subscriber = await listen(dj.token, channel);
+  const subscriber = await listenPrivate(dj.token, channel);
   try {
     const messages = ["added", "moved", "removed", "added", "cleared"].map((what, n) => ({
       channel,
@@ -331,14 +322,18 @@ Deno.test("a batch is published in request order: answers, numbers, history and 
     const context = await invoke(listener.client, `room-context?room_id=${batchRoom}`);
     assert.equal(context.body.queue.id, ids.at(-1), "the last of the batch is the queue's last");
 
-    await poll(() => Promise.resolve(subscriber.got), (got) => got.length >= 5, 5000);
+    await poll(
+      () => Promise.resolve(subscriber.received),
+      (received) => received.length >= 5,
+      5000,
+    );
     assert.deepEqual(
-      subscriber.got.map((m) => [m.event, m.payload.n]),
+      subscriber.received.map((m) => [m.event, m.payload.n]),
       messages.map((m) => [m.event, m.payload.n]),
       "delivered in request order",
     );
   } finally {
-    await closeRealtime(subscriber.client);
+    await subscriber.close();
   }
 });
 
@@ -350,14 +345,10 @@ Deno.test("idempotent ids: a resent id answers duplicate with the first timestam
     payload: { song: "original" },
     id: "add:song_1-x",
   });
-  assert.equal(first.status, 202, JSON.stringify(first.body));
-  const [original] = first.body.published as Published[];
-  assert.deepEqual({ ...original, timestamp: 0 }, {
+  const original = assertPublishedOnce(first, {
     id: "add:song_1-x",
     channel,
     event: "queue:added",
-    timestamp: 0,
-    duplicate: false,
   });
 
   // A retry, even with another event and payload.
@@ -569,15 +560,10 @@ Deno.test("over the queue's rate limit (bursts of 20 per caller): 429 rate_limit
   });
   const burst = await publish(batch("burst", 20));
   assert.equal(burst.status, 202, JSON.stringify(burst.body));
-  const refused = await publish(batch("over", 10));
-  assert.equal(refused.status, 429, JSON.stringify(refused.body));
-  assert.equal(refused.body.error.code, "rate_limited");
-  assert.equal(typeof refused.body.error.message, "string");
-  const retryAfter = refused.headers.get("retry-after");
-  assert.match(retryAfter ?? "", /^[1-9]\d*$/, `Retry-After: ${retryAfter}`);
-  assert.equal(refused.headers.get("access-control-allow-origin"), "*");
+  const refused = publish(batch("over", 10));
+  await expectRateLimited(refused, "over the burst");
   assert.match(
-    refused.headers.get("access-control-expose-headers") ?? "",
+    (await refused).headers.get("access-control-expose-headers") ?? "",
     /Retry-After/i,
     "a browser may read Retry-After",
   );
@@ -592,7 +578,7 @@ Deno.test("over the queue's rate limit (bursts of 20 per caller): 429 rate_limit
 
 Deno.test("payload and push keep keys named __proto__, constructor or toString", async () => {
   // They used to be rebuilt key by key, which drops __proto__ (it sets the copy's prototype).
-  const room = await withDb((sql) => createRoom(sql, host, members));
+  const room = await withDb((sql) => createRoom(sql, host, cast.members));
   const payload = JSON.parse('{"__proto__": {"x": 1}, "constructor": {"prototype": 1}, "a": [1]}');
   const published = await publish({ channel: queue(room), event: "queue:proto", payload });
   assert.equal(published.status, 202, JSON.stringify(published.body));

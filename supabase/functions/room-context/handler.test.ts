@@ -3,35 +3,33 @@ import assert from "node:assert/strict";
 import { signJwt } from "../../../local/keys.ts";
 import {
   clientFor,
-  createCast,
-  createRoom,
-  fixtureDb,
+  createCastAndRooms,
+  expectError,
+  expectInvalidRequest,
   flushChat,
   invoke,
+  messageFields,
   withDb,
-} from "../../../local/testing.ts";
+} from "../../../local/test-helpers.ts";
 
-const sql = fixtureDb();
-const { host, listener, outsider, anonymousListener } = await createCast(sql);
-const room = await createRoom(sql, host, [listener, anonymousListener]);
-const quietRoom = await createRoom(sql, host);
+const { host, listener, outsider, anonymousListener, rooms: [room, quietRoom] } =
+  await createCastAndRooms(2);
 
 // 60 messages that went out (seq 1..60), 12 plays of 3 songs, and a playback state.
-await sql`insert into public.messages (room_id, user_id, client_id, body)
-          select ${room}, ${listener.id}, 'ctx-' || n, 'message ' || n from generate_series(1, 60) as n`;
-await flushChat(sql, room);
-const songs = await sql`insert into public.songs (title, artist, duration_ms)
-                        values ('A', 'X', 1000), ('B', 'Y', 2000), ('C', 'Z', 3000) returning id`;
-await sql`insert into public.play_history (room_id, song_id, played_at)
-          select ${room}, (array[${songs[0].id}, ${songs[1].id}, ${
-  songs[2].id
-}]::uuid[])[1 + n % 3],
-                 now() - n * interval '1 minute'
-          from generate_series(1, 12) as n`;
-await sql`insert into public.playback_state (room_id, song_id, position_ms, is_playing, seq)
-          values (${room}, ${songs[0].id}, 42000, true, 7)`;
-
-await sql.end();
+await withDb(async (sql) => {
+  await sql`insert into public.messages (room_id, user_id, client_id, body)
+            select ${room}, ${listener.id}, 'ctx-' || n, 'message ' || n
+            from generate_series(1, 60) as n`;
+  await flushChat(sql, room);
+  const songs = await sql`insert into public.songs (title, artist, duration_ms)
+                          values ('A', 'X', 1000), ('B', 'Y', 2000), ('C', 'Z', 3000) returning id`;
+  await sql`insert into public.play_history (room_id, song_id, played_at)
+            select ${room}, (${songs.map((song) => song.id)}::uuid[])[1 + n % 3],
+                   now() - n * interval '1 minute'
+            from generate_series(1, 12) as n`;
+  await sql`insert into public.playback_state (room_id, song_id, position_ms, is_playing, seq)
+            values (${room}, ${songs[0].id}, 42000, true, 7)`;
+});
 
 Deno.test("a member gets the whole late-joiner snapshot in one call", async () => {
   const before = Date.now();
@@ -49,15 +47,7 @@ Deno.test("a member gets the whole late-joiner snapshot in one call", async () =
     body.chat.map((m: { body: string; seq: number }) => [m.body, m.seq]),
     Array.from({ length: 50 }, (_, i) => [`message ${i + 11}`, i + 11]),
   );
-  assert.deepEqual(Object.keys(body.chat[0]).sort(), [
-    "body",
-    "client_id",
-    "created_at",
-    "id",
-    "room_id",
-    "seq",
-    "user_id",
-  ]);
+  assert.deepEqual(Object.keys(body.chat[0]).sort(), messageFields);
   assert.equal(typeof body.chat[0].id, "number");
   // The newest 10 plays, newest first, each with its song.
   assert.equal(body.history.length, 10);
@@ -125,14 +115,9 @@ Deno.test("a room with no chat, plays or playback gives empty lists and null", a
   assert.deepEqual([body.chat, body.history, body.playback], [[], [], null]);
 });
 
-async function assertError(client = listener.client, path: string, status: number, code: string) {
-  const response = await invoke(client, path);
-  assert.equal(response.status, status, `${path}: ${JSON.stringify(response.body)}`);
-  assert.equal(response.body.error.code, code, path);
-  assert.equal(typeof response.body.error.message, "string");
-  assert.equal(response.headers.get("access-control-allow-origin"), "*");
-  return response.body;
-}
+/** room-context with `query`, as `client`. */
+const context = (client = listener.client, query = `room_id=${room}`) =>
+  invoke(client, `room-context?${query}`);
 
 Deno.test("bad parameters are 400 invalid_request with the validation issues", async () => {
   for (
@@ -148,38 +133,23 @@ Deno.test("bad parameters are 400 invalid_request with the validation issues", a
       `room_id=${room}&history_limit=1.5`,
     ]
   ) {
-    const body = await assertError(
-      listener.client,
-      `room-context?${query}`,
-      400,
-      "invalid_request",
-    );
-    assert.ok(Array.isArray(body.error.details) && body.error.details.length > 0, query);
+    await expectInvalidRequest(context(listener.client, query), query);
   }
 });
 
 Deno.test("who may read the snapshot: members only, identified only, and the room must exist", async () => {
-  await assertError(outsider.client, `room-context?room_id=${room}`, 403, "not_a_member");
-  await assertError(
-    anonymousListener.client,
-    `room-context?room_id=${room}`,
-    403,
-    "identified_only",
-  );
-  await assertError(
-    listener.client,
-    `room-context?room_id=${crypto.randomUUID()}`,
-    404,
-    "room_not_found",
-  );
-  await assertError(clientFor(), `room-context?room_id=${room}`, 403, "identified_only");
+  await expectError(context(outsider.client), 403, "not_a_member", "an outsider");
+  await expectError(context(anonymousListener.client), 403, "identified_only", "anonymous");
+  const elsewhere = `room_id=${crypto.randomUUID()}`;
+  await expectError(context(listener.client, elsewhere), 404, "room_not_found", "no such room");
+  await expectError(context(clientFor()), 403, "identified_only", "the anon key");
   // A project-signed token with role anon is not a user, whatever its sub says.
   const anonWithSub = await signJwt({
     role: "anon",
     sub: listener.id,
     exp: Math.floor(Date.now() / 1000) + 60,
   });
-  await assertError(clientFor(anonWithSub), `room-context?room_id=${room}`, 403, "identified_only");
+  await expectError(context(clientFor(anonWithSub)), 403, "identified_only", "anon with a sub");
 });
 
 Deno.test("tokens and methods: 401 without or with a bad token, 405 for POST", async () => {
@@ -188,7 +158,7 @@ Deno.test("tokens and methods: 401 without or with a bad token, 405 for POST", a
   );
   assert.equal(noToken.status, 401);
   assert.equal((await noToken.json()).error.code, "not_authenticated");
-  await assertError(clientFor("not.a.jwt"), `room-context?room_id=${room}`, 401, "invalid_token");
+  await expectError(context(clientFor("not.a.jwt")), 401, "invalid_token", "not a JWT");
   const post = await invoke(listener.client, `room-context?room_id=${room}`, {});
   assert.equal(post.status, 405);
   assert.equal(post.body.error.code, "method_not_allowed");

@@ -2,9 +2,9 @@
 // and cluster it started and removes their folder: nothing is left holding the ports.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { lines } from "../../bench/lib.ts";
+import { lines } from "./stream-lines.ts";
 
-const root = new URL("../..", import.meta.url).pathname;
+const root = new URL("..", import.meta.url).pathname;
 
 function isFree(port: number): boolean {
   try {
@@ -15,19 +15,20 @@ function isFree(port: number): boolean {
   }
 }
 
-/** A port nothing listens on now (the system's pick), so that parallel runs do not collide. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+/** Two ports free right now, chosen by the system: fixed ones would meet a stack that another
+ * run on the same machine holds. */
+function freePorts(): [number, number] {
+  const listeners = [0, 1].map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((listener) => (listener.addr as Deno.NetAddr).port);
+  for (const listener of listeners) listener.close();
+  return [ports[0], ports[1]];
 }
 
 for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
   Deno.test(`${signal} to a run holding a throw-away stack stops its gateway and cluster`, async () => {
-    const ports = [freePort(), freePort()];
+    const ports = freePorts();
     const child = new Deno.Command(`${root}node_modules/.bin/deno`, {
-      args: ["run", "--allow-all", "local/tests/fixtures/hold-stack.ts", ...ports.map(String)],
+      args: ["run", "--allow-all", "local/fixtures/hold-throwaway-stack.ts", ...ports.map(String)],
       cwd: root,
       stdout: "piped",
       stderr: "inherit",

@@ -1,15 +1,13 @@
-// Stops the test stack's database, so `npm test` runs this file last and on its own.
+// health while the database is down: the functions' pool answers 503 unavailable with
+// Retry-After, and recovers. Stops the test stack's database, so `npm test` runs this file last
+// and on its own.
 import assert from "node:assert/strict";
-import { anonKey } from "../keys.ts";
-import { cluster, startCluster, stopCluster } from "../postgres.ts";
-import { throwawaySettings } from "../throwaway.ts";
+import { anonKey } from "../../../local/keys.ts";
+import { startCluster, stopCluster } from "../../../local/postgres.ts";
+import { throwawayClusterOfEnv } from "../../../local/throwaway.ts";
 
 const apiUrl = Deno.env.get("SUPABASE_URL")!;
-const testCluster = cluster(
-  Deno.env.get("TEST_CLUSTER_DIR")!,
-  Number(Deno.env.get("TEST_DB_PORT")),
-  throwawaySettings,
-);
+const testCluster = throwawayClusterOfEnv();
 
 async function health() {
   const response = await fetch(`${apiUrl}/functions/v1/health`, {

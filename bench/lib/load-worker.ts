@@ -1,32 +1,36 @@
-// The POST load client of bench/ingest.ts and bench/conflation.ts, run in a Worker (see
-// bench/ingest/client.ts) so that sending and timing requests does not share a thread with the
-// gateways it measures. bench/late-joiner/load.ts is the GET-only closed loop this follows.
+// The load client of the HTTP benchmarks, run in a Worker (bench/lib/load.ts starts it) so that
+// sending and timing requests does not share a thread with the gateways it measures.
 //
 // Two shapes:
 //   closed  `loops` concurrent loops, each sending its next request as soon as the last one
-//           answered, to a target drawn from its own list by a PRNG seeded by its index
+//           answered, to a target drawn from its own list by a random source seeded by its
+//           index: every run asks for the same targets in the same order
 //   paced   an open loop: `ratePerS` requests a second over `targets`, round robin, at most
 //           `maxInFlight` at once. When the stack cannot keep up, the slots it falls more than
 //           50 ms behind on are skipped (counted as `missed`) rather than sent in a burst later:
 //           what was achieved is measured, never assumed.
 // Both send for warmupMs (not recorded) and then durationMs.
 //
-// The body is a template: {room} is the target's room id, {id} is unique per request within the
-// job (`<loop>-<n>`), {seq} is the target's next sequence number (seqFrom, seqFrom + 1, ... per
-// target, in the order sent), {elapsed_ms} is the whole milliseconds since the job started.
-export interface PostTarget {
+// The URL and the body are templates: {room} is the target's room id; in the body {id} is unique
+// per request within the job (`<loop>-<n>`), {seq} is the target's next sequence number
+// (seqFrom, seqFrom + 1, ... per target, in the order sent), {elapsed_ms} is the whole
+// milliseconds since the job started. A job without a body sends GETs.
+import { seededRandom } from "../../local/seeded-random.ts";
+
+export interface LoadTarget {
   room: string;
   token: string;
 }
 
-export interface PostJob {
+export interface LoadJob {
   url: string;
-  body: string;
+  /** POST this; without it, GET. */
+  body?: string;
   /** Closed loop: one list of targets per concurrent loop. */
-  loops?: PostTarget[][];
+  loops?: LoadTarget[][];
   /** Open loop: requests a second over `targets` (round robin). */
-  paced?: { ratePerS: number; targets: PostTarget[]; maxInFlight: number };
-  /** The status that counts as acknowledged (202 for chat-send and playback). */
+  paced?: { ratePerS: number; targets: LoadTarget[]; maxInFlight: number };
+  /** The status that counts as acknowledged (202 for chat-send and playback, 200 for a GET). */
   okStatus: number;
   warmupMs: number;
   durationMs: number;
@@ -36,7 +40,7 @@ export interface PostJob {
   countBodiesContaining?: string;
 }
 
-export interface PostResult {
+export interface LoadResult {
   /** Latency of every request sent in the measured window (ms). */
   samplesMs: number[];
   /** From the start of the window to the last answer of a request sent in it (ms). */
@@ -49,6 +53,8 @@ export interface PostResult {
   statuses: Record<string, number>;
   /** Acknowledged responses containing countBodiesContaining. */
   matching: number;
+  /** The mean size of a response body in the measured window (characters). */
+  meanBytes: number;
   /** Paced: requests due in the window (rate × duration), and those skipped because the stack
    * fell behind (the rest of due − sent were still waiting for a free slot at the end). */
   due: number;
@@ -60,18 +66,9 @@ export interface PostResult {
   lastSeq: Record<string, number>;
 }
 
-function mulberry32(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function run(job: PostJob): Promise<PostResult> {
+async function run(job: LoadJob): Promise<LoadResult> {
   const jobStart = performance.now();
   const measureFrom = jobStart + job.warmupMs;
   const stopAt = measureFrom + job.durationMs;
@@ -79,27 +76,30 @@ async function run(job: PostJob): Promise<PostResult> {
   const statuses: Record<string, number> = {};
   const seqs = new Map<string, number>();
   const lastSeq: Record<string, number> = {};
-  let sent = 0, ok = 0, errors = 0, matching = 0, lastEnd = measureFrom;
+  let sent = 0, ok = 0, errors = 0, matching = 0, bytes = 0, lastEnd = measureFrom;
   let firstError: string | undefined;
   const seqFrom = job.seqFrom ?? 1;
 
   /** Sends one request; records it when it was sent in the measured window. */
-  async function send(target: PostTarget, id: string): Promise<void> {
+  async function send(target: LoadTarget, id: string): Promise<void> {
     const key = `${target.room} ${target.token}`;
     const seq = seqs.get(key) ?? seqFrom;
     seqs.set(key, seq + 1);
     lastSeq[target.room] = Math.max(lastSeq[target.room] ?? 0, seq);
     const body = job.body
-      .replaceAll("{room}", target.room)
+      ?.replaceAll("{room}", target.room)
       .replaceAll("{id}", id)
       .replaceAll("{seq}", String(seq))
       .replaceAll("{elapsed_ms}", String(Math.floor(performance.now() - jobStart)));
     const started = performance.now();
     let status = 0, text: string;
     try {
-      const response = await fetch(job.url, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${target.token}`, "Content-Type": "application/json" },
+      const response = await fetch(job.url.replaceAll("{room}", target.room), {
+        method: body === undefined ? "GET" : "POST",
+        headers: {
+          Authorization: `Bearer ${target.token}`,
+          ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        },
         body,
       });
       status = response.status;
@@ -111,6 +111,7 @@ async function run(job: PostJob): Promise<PostResult> {
     if (started < measureFrom || started >= stopAt) return; // warm-up: connections, JIT, caches
     sent++;
     samplesMs.push(ended - started);
+    bytes += text.length;
     lastEnd = Math.max(lastEnd, ended);
     statuses[status] = (statuses[status] ?? 0) + 1;
     if (status === job.okStatus) {
@@ -126,7 +127,7 @@ async function run(job: PostJob): Promise<PostResult> {
   if (job.loops) {
     const loops = job.loops;
     await Promise.all(loops.map(async (targets, loop) => {
-      const random = mulberry32(loop + 1);
+      const random = seededRandom(loop + 1);
       for (let n = 0; performance.now() < stopAt; n++) {
         await send(targets[Math.floor(random() * targets.length)], `${loop}-${n}`);
       }
@@ -163,6 +164,7 @@ async function run(job: PostJob): Promise<PostResult> {
     firstError,
     statuses,
     matching,
+    meanBytes: Math.round(bytes / Math.max(1, sent)),
     due,
     missed,
     windowStartEpochMs: performance.timeOrigin + measureFrom,
@@ -173,5 +175,5 @@ async function run(job: PostJob): Promise<PostResult> {
 
 // deno-lint-ignore no-explicit-any
 const worker = self as any;
-worker.onmessage = async (event: MessageEvent<PostJob>) =>
+worker.onmessage = async (event: MessageEvent<LoadJob>) =>
   worker.postMessage(await run(event.data));

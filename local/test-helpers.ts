@@ -41,14 +41,15 @@ export function clientFor(token = anonKey): SupabaseClient {
  * is asked again at every connect, join and heartbeat, as supabase-js asks its auth client), so
  * function calls and the Realtime connection both use it. `clientFor`'s Authorization header
  * never reaches Realtime, which joins with the session's `access_token`. `vsn` picks the wire
- * protocol (supabase-js defaults to 2.0.0); `timeout` bounds joins and pushes (10 s by default).
+ * protocol (supabase-js defaults to 2.0.0); `timeout` bounds joins and pushes (10 s by default);
+ * `url` is another gateway's than the test stack's.
  */
 export function realtimeClientFor(
   token: string | (() => string) = anonKey,
-  { vsn, timeout }: { vsn?: "1.0.0" | "2.0.0"; timeout?: number } = {},
+  { vsn, timeout, url = apiUrl }: { vsn?: "1.0.0" | "2.0.0"; timeout?: number; url?: string } = {},
 ): SupabaseClient {
   const session = typeof token === "string" ? () => token : token;
-  return createClient(apiUrl, anonKey, {
+  return createClient(url, anonKey, {
     accessToken: () => Promise.resolve(session()),
     realtime: { vsn, timeout },
   });
@@ -72,6 +73,28 @@ export async function subscribe(
       resolve({ status, error });
     });
   });
+}
+
+/**
+ * A private channel of `token`'s own supabase-js client (through the gateway at `url`), subscribed,
+ * collecting its broadcasts of `event` ("*": every event) in the order received; fails unless
+ * the join was accepted. `close()` closes the client.
+ */
+export async function listenPrivate<Payload = Record<string, unknown>>(
+  token: string,
+  topic: string,
+  { event = "*", url = apiUrl }: { event?: string; url?: string } = {},
+): Promise<{ received: { event: string; payload: Payload }[]; close: () => Promise<void> }> {
+  const client = realtimeClientFor(token, { url });
+  const received: { event: string; payload: Payload }[] = [];
+  const channel = client.channel(topic, { config: { private: true } })
+    .on("broadcast", { event }, ({ event, payload }) => received.push({ event, payload }));
+  const { status, error } = await subscribe(channel);
+  if (status !== "SUBSCRIBED") {
+    await closeRealtime(client);
+    assert.fail(`join ${topic}: ${status} ${error?.message}`);
+  }
+  return { received, close: () => closeRealtime(client) };
 }
 
 /** Leaves every channel of each client and closes its socket (Deno's sanitizers want it). */
@@ -104,6 +127,17 @@ export async function createCast(sql: postgres.Sql) {
     anonymousListener,
   ];
   return { host, listener, dj, outsider, anonymousListener, members };
+}
+
+/** createCast's people, and `count` rooms hosted by the host with the cast's members; made on a
+ * fixture connection of their own. */
+export function createCastAndRooms(count: number) {
+  return withDb(async (sql) => {
+    const cast = await createCast(sql);
+    const rooms: string[] = [];
+    for (let i = 0; i < count; i++) rooms.push(await createRoom(sql, cast.host, cast.members));
+    return { ...cast, rooms };
+  });
 }
 
 /** A room hosted by `host`, with `members` added as listeners (or the role given). */
@@ -170,19 +204,50 @@ export async function poll<T>(
   return value;
 }
 
-/** Asserts that a call answered the contract's error: `status`, `code` and a message. */
+/** Asserts that a call answered the contract's error: `status`, `code` and a message, and (when
+ * the response's headers are given) CORS, which every response carries. */
 export async function expectError(
-  response: Promise<{ status: number; body: { error?: Record<string, unknown> } }>,
+  response: Promise<
+    { status: number; body: { error?: Record<string, unknown> }; headers?: Headers }
+  >,
   status: number,
   code: string,
   what: string,
 ): Promise<Record<string, unknown>> {
-  const { status: got, body } = await response;
+  const { status: got, body, headers } = await response;
   assert.equal(got, status, `${what}: ${JSON.stringify(body)}`);
   assert.equal(body.error?.code, code, what);
   assert.equal(typeof body.error?.message, "string", what);
+  if (headers) assert.equal(headers.get("access-control-allow-origin"), "*", `${what}: CORS`);
   return body.error!;
 }
+
+/** Asserts that a call was refused as invalid: 400 invalid_request, with the validation issues
+ * as details. */
+export async function expectInvalidRequest(
+  response: Parameters<typeof expectError>[0],
+  what: string,
+): Promise<void> {
+  const error = await expectError(response, 400, "invalid_request", what);
+  assert.ok(Array.isArray(error.details) && error.details.length > 0, `${what}: details`);
+}
+
+/** Asserts that a call was refused by the rate limit: 429 rate_limited, with a whole number of
+ * seconds to wait in Retry-After. */
+export async function expectRateLimited(
+  response: Promise<
+    { status: number; body: { error?: Record<string, unknown> }; headers: Headers }
+  >,
+  what: string,
+): Promise<void> {
+  const answered = await response;
+  await expectError(Promise.resolve(answered), 429, "rate_limited", what);
+  const retryAfter = answered.headers.get("retry-after");
+  assert.match(retryAfter ?? "", /^[1-9]\d*$/, `${what}: Retry-After ${retryAfter}`);
+}
+
+/** The fields of a chat message (API.md Message), sorted. */
+export const messageFields = ["body", "client_id", "created_at", "id", "room_id", "seq", "user_id"];
 
 /** The claims of `user`'s token, for `callerQuery` (supabase/functions/_shared/db.ts) in tests
  * that hold a caller's transaction open themselves to fix the order of events. */

@@ -1,10 +1,11 @@
-// The naive chat-send's SQL, created by bench/ingest.ts in its throwaway database only: what
-// edge.send_chat does (room check, `send` right, identified caller, rate limit, idempotent
-// insert) minus the batching: no flush; instead one realtime.send per stored message (event
-// chat:message, payload the Message), in the sender's transaction. Each message is stored as
-// sent, numbered from a sequence of its own (so no flush or sweeper sends it again; the naive
-// path promises no contiguous seq). push is ignored (the benchmark sends none). Called like the
-// functions' entry points: as `postgres`, in the caller's one statement (db.ts asCaller).
+// The naive chat-send's SQL (bench/naive/functions/chat-send-naive), created by bench/ingest.ts
+// in its throwaway database only: what edge.send_chat does (room check, `send` right, identified
+// caller, rate limit, idempotent insert) minus the batching: no flush; instead one realtime.send
+// per stored message (event chat:message, payload the Message), in the sender's transaction.
+// Each message is stored as sent, numbered from a sequence of its own (so no flush or sweeper
+// sends it again; the naive path promises no contiguous seq). push is ignored (the benchmark
+// sends none). Called like the functions' entry points: as `postgres`, in the caller's one
+// statement (db.ts asCaller).
 export const naiveStatements = [
   `create schema bench`,
   `create sequence bench.naive_seq`,

@@ -1,65 +1,8 @@
-// What the benchmarks share: the POST load client in a Worker (bench/ingest/load.ts), readable
-// seed ids, turning a load result into figures, and timing statements inside Postgres.
+// What one statement costs inside Postgres, without the pool, round trips or HTTP: timed there
+// with clock_timestamp(), as the caller where the functions or PostgREST would run it so.
 import type postgres from "npm:postgres@3.4.9";
 import type { Claims } from "../../supabase/functions/_shared/auth.ts";
 import { callerQuery, type Sql } from "../../supabase/functions/_shared/db.ts";
-import { summarize } from "../lib.ts";
-import { cpuSnapshot, cpuUsed } from "./cpu.ts";
-import type { PostJob, PostResult } from "./load.ts";
-
-export type { PostJob, PostResult, PostTarget } from "./load.ts";
-
-/** Runs one job in a fresh Worker and returns what it measured. */
-export function postLoad(job: PostJob): Promise<PostResult> {
-  const worker = new Worker(new URL("./load.ts", import.meta.url).href, { type: "module" });
-  return new Promise<PostResult>((resolve, reject) => {
-    worker.onmessage = (event) => resolve(event.data);
-    worker.onerror = (event) => reject(event.error ?? new Error(event.message));
-    worker.postMessage(job);
-  }).finally(() => worker.terminate());
-}
-
-/**
- * postLoad, with the CPU used in the measured window (from the end of the warm-up until the
- * load client is done), per acknowledged request.
- */
-export async function measuredLoad(job: PostJob) {
-  const done = postLoad(job);
-  const start = new Promise<ReturnType<typeof cpuSnapshot>>((resolve) =>
-    setTimeout(() => resolve(cpuSnapshot()), job.warmupMs)
-  );
-  const run = await done;
-  const cpu = cpuUsed(await start, cpuSnapshot(), run.ok);
-  return { run, cpu };
-}
-
-/** Ids readable by kind and number, as in bench/late-joiner.ts: 0 users, 1 rooms, 2 songs. */
-export function id(kind: number, n: number): string {
-  return `${kind}0000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
-}
-
-/** The same ids in SQL, as pg_temp.id(kind, n) on `sql`'s (single) connection. */
-export async function createIdFunction(sql: postgres.Sql): Promise<void> {
-  await sql`
-    create function pg_temp.id(kind int, n int) returns uuid language sql immutable as
-    $$ select (kind || '0000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid $$`;
-}
-
-/** Users id(0, 1..users) and one public room hosted by user 1 with everyone else as listeners
- * (creates pg_temp.id on `sql`'s single connection). */
-export async function seedBigRoom(sql: postgres.Sql, room: string, users: number): Promise<void> {
-  await createIdFunction(sql);
-  await sql`
-    insert into auth.users (id, email, is_anonymous)
-    select pg_temp.id(0, n), 'u' || n || '@bench.test', false from generate_series(1, ${users}) n`;
-  // The trigger adds the host's membership.
-  await sql`
-    insert into public.rooms (id, name, host_id, visibility)
-    values (${room}, 'The big room', pg_temp.id(0, 1), 'public')`;
-  await sql`
-    insert into public.room_members (room_id, user_id, role)
-    select ${room}, pg_temp.id(0, n), 'listener' from generate_series(2, ${users}) n`;
-}
 
 /**
  * The statement supabase/functions/_shared/db.ts runs for asCaller(claims, call): made by its
@@ -103,9 +46,9 @@ export function callerStatement(call: string): string {
 export type RunAs = "postgres" | "caller, settings first" | "caller, one statement";
 
 /**
- * What one statement costs inside Postgres, as bench/late-joiner.ts times it: `calls` calls on
- * `sql`'s (single) connection, each planned anew (EXECUTE, like the functions' unnamed
- * statements), timed with clock_timestamp(); no pool, no round trips, no HTTP. Call i runs with
+ * What one statement costs inside Postgres: `calls` calls on `sql`'s (single) connection, each
+ * planned anew (EXECUTE, like the functions' unnamed statements), timed with clock_timestamp();
+ * no pool, no round trips, no HTTP. Call i runs with
  * $1 = the room of pairs[(i - 1) % pairs.length] and $2 = i, `runAs` that pair's user (claims
  * {sub, role: authenticated, is_anonymous: false}). One transaction; what the calls write is
  * kept. Returns the duration of each call in ms.
@@ -158,29 +101,4 @@ export async function timeCalls(
     select pg_temp.time_calls(${text}, ${rooms}::uuid[], ${users}::uuid[], ${calls},
                               ${runAs}) as durations`;
   return durations;
-}
-
-/** A SQL timestamp (UTC, without time zone, like realtime.messages.inserted_at) from epoch ms. */
-export function utc(epochMs: number): string {
-  return new Date(epochMs).toISOString().replace("T", " ").replace("Z", "");
-}
-
-export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-
-/** The figures of one run, with `units` (e.g. messages) per acknowledged request. */
-export function figures(run: PostResult, unitsPerRequest = 1) {
-  const timing = summarize(run.samplesMs);
-  const seconds = run.elapsedMs / 1000;
-  return {
-    requests: run.sent,
-    acknowledged: run.ok,
-    requests_per_s: round(run.sent / seconds),
-    acknowledged_units_per_s: round((run.ok * unitsPerRequest) / seconds),
-    p50_ms: timing.p50_ms,
-    p99_ms: timing.p99_ms,
-    max_ms: timing.max_ms,
-    errors: run.errors,
-    statuses: run.statuses,
-    first_error: run.firstError ?? null,
-  };
 }

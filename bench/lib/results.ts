@@ -1,5 +1,5 @@
-// Shared by the benchmarks: timing summaries and the results file. Benchmarks print and write
-// their figures; they never assert them.
+// What the benchmarks report: timing summaries, ratios and rounding for the printed figures, and
+// the results file. Benchmarks print and write their figures; they never assert them.
 export interface Timing {
   count: number;
   p50_ms: number;
@@ -21,27 +21,12 @@ export function summarize(samplesMs: number[]): Timing {
   };
 }
 
-/** Writes bench/results/<name>.json (git-ignored) and says where. */
-export async function writeResults(name: string, results: unknown): Promise<void> {
-  const dir = new URL("./results/", import.meta.url);
-  await Deno.mkdir(dir, { recursive: true });
-  const file = new URL(`${name}.json`, dir);
-  await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
-  console.log(`Results written to ${file.pathname}`);
-}
+/** "p50 1.2  p90 3.4  p99 5.6  max 7.8 ms", with `digits` decimals. */
+export const timingLine = (t: Timing, digits = 1) =>
+  `p50 ${t.p50_ms.toFixed(digits)}  p90 ${t.p90_ms.toFixed(digits)}  ` +
+  `p99 ${t.p99_ms.toFixed(digits)}  max ${t.max_ms.toFixed(digits)} ms`;
 
-/** The lines of a byte stream (a child's stdout, this process's stdin), without their ends. */
-export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffered = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += chunk;
-    let end: number;
-    while ((end = buffered.indexOf("\n")) >= 0) {
-      yield buffered.slice(0, end);
-      buffered = buffered.slice(end + 1);
-    }
-  }
-}
+export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /**
  * Each scenario's p99 as a multiple of the floor scenario's p99 in the same run (e.g. health):
@@ -61,3 +46,12 @@ export function p99OverFloor(
 /** "room-context 3.1×, history 2.4×" */
 export const ratiosLine = (ratios: Record<string, number>) =>
   Object.entries(ratios).map(([name, r]) => `${name} ${r.toFixed(2)}×`).join(", ");
+
+/** Writes bench/results/<name>.json (git-ignored) and says where. */
+export async function writeResults(name: string, results: unknown): Promise<void> {
+  const dir = new URL("../results/", import.meta.url);
+  await Deno.mkdir(dir, { recursive: true });
+  const file = new URL(`${name}.json`, dir);
+  await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
+  console.log(`Results written to ${file.pathname}`);
+}

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "npm:jose@6.2.18";
-import { createGateway, serveGateway } from "../gateway.ts";
-import { jwtSecret, signJwt, userToken } from "../keys.ts";
-import { calls } from "./fixtures/functions/echo/handler.ts";
+import { createGateway, serveGateway } from "./gateway.ts";
+import { jwtSecret, signJwt, userToken } from "./keys.ts";
+import { calls } from "./fixtures/gateway/functions/echo/handler.ts";
 
 Deno.env.set("JWT_SECRET", jwtSecret);
-const fixtures = new URL("./fixtures", import.meta.url).pathname;
+const fixtures = new URL("./fixtures/gateway", import.meta.url).pathname;
 const gateway = await createGateway({
   functionsDir: `${fixtures}/functions`,
   configPath: `${fixtures}/config.toml`,

@@ -1,5 +1,5 @@
 // chat-send without batching, for bench/ingest.ts to set against the real one: the same request,
-// validation, checks, rate limit and idempotent insert (bench/ingest/naive.ts has the SQL), but
+// validation, checks, rate limit and idempotent insert (bench/naive/sql.ts has the SQL), but
 // every stored message is broadcast at once with its own realtime.send, in the request's
 // transaction: no window, no flush. Benchmark only.
 import type { JsonArray } from "../../../../supabase/functions/_shared/db.ts";

@@ -1,4 +1,6 @@
-// A seeded random source (mulberry32), so that simulated delays and jitter repeat run to run.
+// A seeded random source (mulberry32) for tests, benchmarks and chaos scenarios: the same seed
+// makes the same choices, so simulated delays, drawn targets and senders' plans repeat run to
+// run.
 
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
