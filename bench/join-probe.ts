@@ -96,7 +96,7 @@ const serverSideProbes = `
               set_config('request.headers', '{}', true);
       select count(*) into visible from realtime.messages m where m.id = any (ids);
       durations := durations || extract(epoch from clock_timestamp() - started) * 1000;
-      perform set_config('role', 'postgres', true);
+      perform set_config('role', 'none', true); -- back to supabase_admin
       delete from realtime.messages m where m.id = any (ids);
     end loop;
     return durations;
@@ -128,8 +128,10 @@ async function plans(sql: postgres.ReservedSql, topic: string, claims: string): 
   return logged;
 }
 
-await withThrowawayStack({ api: 54351, db: 54352 }, async ({ dbUrl }) => {
-  const sql = postgres(dbUrl, {
+await withThrowawayStack({ api: 54351, db: 54352 }, async ({ cluster }) => {
+  // As Realtime connects: the superuser supabase_admin inserts and removes its probe rows (no
+  // other role may delete from realtime.messages) and may load auto_explain.
+  const sql = postgres(cluster.adminUrl, {
     prepare: false,
     max: 1,
     onnotice: (notice) => noticeSink?.(String(notice.message)),
