@@ -274,7 +274,12 @@ browserTest(
     assert.equal(await listener.getByTestId("play-pause").isVisible(), false);
     assert.equal(await listener.getByTestId("queue-add").isVisible(), false);
 
-    // A lively room for the pictures: a song playing, two queued, a few words.
+    // A lively room for the pictures: a seeded song playing (other test files add songs such as
+    // "Realtime Song" to the shared catalogue; a picture shows what a user would see), two
+    // queued, a few words.
+    await queueSong(host, "Midnight Tram");
+    await host.getByTestId("next").click();
+    await waitForText(host, "now-playing", "Midnight Tram");
     if ((await text(host, "play-pause")) === "Play") await host.getByTestId("play-pause").click();
     for (const title of ["Café con sal", "Low Orbit"]) {
       await queueSong(host, title);
